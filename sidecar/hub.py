@@ -1,0 +1,206 @@
+"""The job hub: current state per job, versioned, and the subscriptions that follow it.
+
+Sources (the file watcher today, perhaps a message bus tomorrow) call ``put`` and ``remove``;
+connections ``subscribe`` and read ``Subscription.version`` whenever ``wait`` returns. Each
+version is diffed and serialised once, and the same bytes serve every client that is up to
+date. Backpressure policy: a subscription holds no queue, only a wake-up flag, so a slow
+client skips intermediate states and gets one patch from what it last saw to the latest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Iterator
+
+from sidecar.codec import JSONObject, encode
+from sidecar.patch import json_equal, merge_patch
+from sidecar.state import JobState
+
+
+class UnknownJob(LookupError):
+    """No job with that id."""
+
+
+class TooManyClients(RuntimeError):
+    """A client limit is reached; the message says which."""
+
+
+class Version:
+    """One state of a job as sent to clients, numbered by ``seq``."""
+
+    __slots__ = (
+        "_patch",
+        "_previous_body",
+        "_previous_seq",
+        "_snapshot",
+        "body",
+        "complete",
+        "seq",
+    )
+
+    def __init__(self, seq: int, body: JSONObject, previous: Version | None) -> None:
+        self.seq = seq
+        self.body = body
+        self.complete = body.get("complete") is True
+        self._previous_body = previous.body if previous is not None else None
+        self._previous_seq = previous.seq if previous is not None else None
+        self._snapshot: bytes | None = None
+        self._patch: bytes | None = None
+
+    def snapshot_frame(self) -> bytes:
+        """The whole state as a ``snapshot`` message."""
+        if self._snapshot is None:
+            self._snapshot = encode(self._envelope("snapshot", self.body))
+        return self._snapshot
+
+    def patch_frame(self, since: Version) -> bytes:
+        """A ``patch`` message that turns the state of ``since`` into this one."""
+        if since.seq == self._previous_seq:
+            if self._patch is None:
+                assert self._previous_body is not None
+                self._patch = encode(
+                    self._envelope("patch", merge_patch(self._previous_body, self.body))
+                )
+                self._previous_body = None  # the cached frame is all that is needed from now on
+            return self._patch
+        # A client that skipped states: its own patch, built once for it.
+        return encode(self._envelope("patch", merge_patch(since.body, self.body)))
+
+    def _envelope(self, kind: str, fields: JSONObject) -> JSONObject:
+        message: JSONObject = {
+            "type": kind,
+            "job_id": self.body["job_id"],
+            "seq": self.seq,
+            "timestamp": self.body["timestamp"],
+        }
+        message.update(fields)
+        return message
+
+
+class Subscription:
+    """One client's view of one job."""
+
+    __slots__ = ("_channel", "_wake", "full")
+
+    def __init__(self, channel: _Channel, *, full: bool) -> None:
+        self._channel = channel
+        self._wake = asyncio.Event()
+        self._wake.set()
+        self.full = full
+
+    @property
+    def job_id(self) -> str:
+        return self._channel.job_id
+
+    @property
+    def version(self) -> Version | None:
+        """The job's latest version; None once the job is removed."""
+        return None if self._channel.removed else self._channel.version
+
+    async def wait(self) -> None:
+        """Return once there may be a newer version (or the job is gone) than at the last call."""
+        await self._wake.wait()
+        self._wake.clear()
+
+    def wake(self) -> None:
+        """Make ``wait`` return, as a new version does."""
+        self._wake.set()
+
+
+class _Channel:
+    __slots__ = ("job_id", "removed", "state", "subscribers", "version")
+
+    def __init__(self, job_id: str, state: JobState, version: Version) -> None:
+        self.job_id = job_id
+        self.state = state
+        self.version = version
+        self.subscribers: set[Subscription] = set()
+        self.removed = False
+
+
+class JobHub:
+    """Every job's state, and the clients that follow each.
+
+    Args:
+        max_clients: subscriptions allowed in all.
+        max_clients_per_job: subscriptions allowed on one job.
+    """
+
+    def __init__(self, *, max_clients: int = 1000, max_clients_per_job: int = 10) -> None:
+        self._channels: dict[str, _Channel] = {}
+        self._seq = itertools.count(1)
+        self._clients = 0
+        self.max_clients = max_clients
+        self.max_clients_per_job = max_clients_per_job
+
+    def __len__(self) -> int:
+        return len(self._channels)
+
+    def __contains__(self, job_id: object) -> bool:
+        return job_id in self._channels
+
+    @property
+    def client_count(self) -> int:
+        return self._clients
+
+    def get(self, job_id: str) -> JobState | None:
+        channel = self._channels.get(job_id)
+        return channel.state if channel is not None else None
+
+    def version(self, job_id: str) -> Version | None:
+        channel = self._channels.get(job_id)
+        return channel.version if channel is not None else None
+
+    def states(self) -> Iterator[JobState]:
+        return (channel.state for channel in self._channels.values())
+
+    def put(self, state: JobState) -> None:
+        """Make ``state`` the job's current state; clients are told if what they see changed."""
+        channel = self._channels.get(state.job_id)
+        body = state.body()
+        if channel is None:
+            self._channels[state.job_id] = _Channel(
+                state.job_id, state, Version(next(self._seq), body, None)
+            )
+            return
+        channel.state = state
+        if json_equal(channel.version.body, body):
+            return
+        channel.version = Version(next(self._seq), body, channel.version)
+        for subscription in channel.subscribers:
+            subscription.wake()
+
+    def remove(self, job_id: str) -> None:
+        """Forget a job; its subscriptions see ``version`` None."""
+        channel = self._channels.pop(job_id, None)
+        if channel is None:
+            return
+        channel.removed = True
+        for subscription in channel.subscribers:
+            subscription.wake()
+
+    def subscribe(self, job_id: str, *, full: bool = False) -> Subscription:
+        """Follow a job.
+
+        Raises:
+            UnknownJob: there is no such job.
+            TooManyClients: a client limit is reached.
+        """
+        channel = self._channels.get(job_id)
+        if channel is None:
+            raise UnknownJob(job_id)
+        if self._clients >= self.max_clients:
+            raise TooManyClients("too many clients")
+        if len(channel.subscribers) >= self.max_clients_per_job:
+            raise TooManyClients("too many clients for this job")
+        subscription = Subscription(channel, full=full)
+        channel.subscribers.add(subscription)
+        self._clients += 1
+        return subscription
+
+    def unsubscribe(self, subscription: Subscription) -> None:
+        channel = subscription._channel
+        if subscription in channel.subscribers:
+            channel.subscribers.remove(subscription)
+            self._clients -= 1

@@ -1,0 +1,147 @@
+"""Where a job's files lie under the jobs root: job ids, the path pattern, and the scan."""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import NamedTuple
+
+JOB_ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}"
+_JOB_ID_RE = re.compile(JOB_ID_PATTERN)
+PLACEHOLDER = "{job_id}"
+
+
+def is_valid_job_id(job_id: str) -> bool:
+    """Whether ``job_id`` may name a job: only such ids ever reach the filesystem."""
+    return _JOB_ID_RE.fullmatch(job_id) is not None
+
+
+class FileSignature(NamedTuple):
+    """What a stat says of a file; any change in it means the content may have changed."""
+
+    inode: int
+    size: int
+    mtime_ns: int
+    mode: int
+
+    @classmethod
+    def of(cls, st: os.stat_result) -> FileSignature:
+        return cls(st.st_ino, st.st_size, st.st_mtime_ns, stat.S_IFMT(st.st_mode))
+
+
+class JobEntry(NamedTuple):
+    """One job found by a scan: its directory's mtime and its file's signature, if any."""
+
+    dir_mtime: float
+    file: FileSignature | None
+
+
+@dataclass(frozen=True)
+class JobLayout:
+    """Maps job ids to paths under ``root`` by a pattern such as ``{job_id}/progress.json``.
+
+    Args:
+        root: the jobs root.
+        pattern: a relative path holding ``{job_id}`` once. When ``{job_id}`` is a whole
+            directory name, that directory is the job directory: the job exists (as pending)
+            while it exists, even before its file does.
+    """
+
+    root: Path
+    pattern: str
+    _file_re: re.Pattern[str] = field(init=False, repr=False)
+    _job_re: re.Pattern[str] = field(init=False, repr=False)
+    _dir_parts: tuple[str, ...] | None = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        parts = PurePosixPath(self.pattern).parts
+        if (
+            not parts
+            or PurePosixPath(self.pattern).is_absolute()
+            or self.pattern.count(PLACEHOLDER) != 1
+            or self.pattern.replace(PLACEHOLDER, "").count("{")
+            or self.pattern.replace(PLACEHOLDER, "").count("}")
+            or any(p in (".", "..") for p in parts)
+            or "\\" in self.pattern
+        ):
+            raise ValueError(
+                f"invalid pattern {self.pattern!r}: want a relative path with {PLACEHOLDER} once"
+            )
+        index = next(i for i, p in enumerate(parts) if PLACEHOLDER in p)
+        dir_parts = (
+            parts[: index + 1] if parts[index] == PLACEHOLDER and index < len(parts) - 1 else None
+        )
+        file_re = "/".join(_part_regex(p) for p in parts)
+        if dir_parts is not None:
+            job_re = "/".join(_part_regex(p) for p in dir_parts) + "(?:/.*)?"
+        else:
+            job_re = file_re
+        object.__setattr__(self, "_file_re", re.compile(file_re))
+        object.__setattr__(self, "_job_re", re.compile(job_re))
+        object.__setattr__(self, "_dir_parts", dir_parts)
+
+    def file_for(self, job_id: str) -> Path:
+        """The progress file of a job; ``job_id`` must be valid."""
+        assert is_valid_job_id(job_id), job_id
+        return self.root / self.pattern.replace(PLACEHOLDER, job_id)
+
+    def dir_for(self, job_id: str) -> Path | None:
+        """The job directory, when the pattern has one."""
+        assert is_valid_job_id(job_id), job_id
+        if self._dir_parts is None:
+            return None
+        return self.root.joinpath(*self._dir_parts[:-1], job_id)
+
+    def job_of(self, path: str) -> str | None:
+        """The job that a changed path (anywhere under the root) concerns, if any."""
+        prefix = str(self.root) + os.sep
+        if not path.startswith(prefix):
+            return None
+        match = self._job_re.fullmatch(path[len(prefix) :])
+        return match.group("job_id") if match else None
+
+    def is_progress_file(self, path: str) -> bool:
+        prefix = str(self.root) + os.sep
+        return path.startswith(prefix) and self._file_re.fullmatch(path[len(prefix) :]) is not None
+
+    def scan(self) -> dict[str, JobEntry]:
+        """Every job under the root, by stat alone (no file is opened). Blocking."""
+        found: dict[str, JobEntry] = {}
+        if self._dir_parts is not None:
+            glob = "/".join(self._dir_parts).replace(PLACEHOLDER, "*")
+            for job_dir in self.root.glob(glob):
+                job_id = self.job_of(str(job_dir))
+                if job_id is None:
+                    continue
+                try:
+                    dir_stat = job_dir.stat()
+                except OSError:
+                    continue
+                if stat.S_ISDIR(dir_stat.st_mode):
+                    found[job_id] = JobEntry(
+                        dir_stat.st_mtime, _lstat_signature(self.file_for(job_id))
+                    )
+        else:
+            for file in self.root.glob(self.pattern.replace(PLACEHOLDER, "*")):
+                job_id = self.job_of(str(file))
+                signature = _lstat_signature(file)
+                if job_id is not None and signature is not None:
+                    found[job_id] = JobEntry(signature.mtime_ns / 1e9, signature)
+        return found
+
+
+def _part_regex(part: str) -> str:
+    before, placeholder, after = part.partition(PLACEHOLDER)
+    if not placeholder:
+        return re.escape(part)
+    return f"{re.escape(before)}(?P<job_id>{JOB_ID_PATTERN}){re.escape(after)}"
+
+
+def _lstat_signature(path: Path) -> FileSignature | None:
+    try:
+        return FileSignature.of(path.lstat())
+    except OSError:
+        return None

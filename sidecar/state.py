@@ -1,0 +1,111 @@
+"""The state of one job as clients see it, and the rules that derive it: pure, no I/O."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sidecar.codec import JSONObject, JSONValue, drop_nulls
+
+TERMINAL_STATUSES = frozenset({"completed", "failed", "cancelled", "canceled", "stopped", "error"})
+"""A job whose ``status`` is one of these (in any letter case) is complete."""
+
+ENVELOPE_KEYS = ("type", "seq")
+"""Keys every message carries for the protocol; the same keys in a progress file are dropped."""
+
+PENDING_DOCUMENT: JSONObject = {"status": "pending"}
+
+
+def is_terminal(status: JSONValue) -> bool:
+    return isinstance(status, str) and status.lower() in TERMINAL_STATUSES
+
+
+def isoformat_utc(epoch_seconds: float) -> str:
+    """``2025-11-06T12:30:00.123Z`` for a POSIX time."""
+    moment = datetime.fromtimestamp(epoch_seconds, UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True, slots=True)
+class JobState:
+    """What the sidecar knows of one job.
+
+    Args:
+        job_id: the job's id, as in its path.
+        document: the last good content of progress.json, null members dropped; ``{"status":
+            "pending"}`` while the job has no readable file yet.
+        modified_at: POSIX mtime of the file behind ``document`` (of the job directory while
+            the job has no file).
+        has_file: whether ``document`` came from a progress file.
+        stalled: the file has not changed for the stall timeout while the job is not complete.
+        read_error: why the latest read of the file failed; None once a read succeeds.
+    """
+
+    job_id: str
+    document: JSONObject
+    modified_at: float
+    has_file: bool
+    stalled: bool = False
+    read_error: str | None = None
+
+    @property
+    def complete(self) -> bool:
+        return is_terminal(self.document.get("status"))
+
+    def body(self) -> JSONObject:
+        """The flat object clients receive, less the envelope's ``type`` and ``seq``."""
+        body = {k: v for k, v in self.document.items() if k not in ENVELOPE_KEYS}
+        body["job_id"] = self.job_id
+        if "timestamp" not in body:
+            body["timestamp"] = isoformat_utc(self.modified_at)
+        body["complete"] = self.complete
+        body["stalled"] = self.stalled
+        if self.read_error is not None:
+            body["read_error"] = self.read_error
+        return body
+
+    def summary(self) -> JSONObject:
+        """The job's line in ``GET /api/jobs``."""
+        return {
+            "job_id": self.job_id,
+            "status": self.document.get("status"),
+            "progress": self.document.get("progress"),
+            "complete": self.complete,
+            "stalled": self.stalled,
+            "updated_at": isoformat_utc(self.modified_at),
+            **({"read_error": self.read_error} if self.read_error is not None else {}),
+        }
+
+
+def pending_state(job_id: str, *, modified_at: float) -> JobState:
+    """A job whose directory exists but whose progress file does not (yet)."""
+    return JobState(job_id, dict(PENDING_DOCUMENT), modified_at, has_file=False)
+
+
+def with_document(
+    job_id: str,
+    document: JSONObject,
+    *,
+    modified_at: float,
+    now: float,
+    stall_after: float,
+) -> JobState:
+    """The state after a good read of the job's file."""
+    state = JobState(job_id, drop_nulls(document), modified_at, has_file=True)
+    return with_stall(state, now=now, stall_after=stall_after)
+
+
+def with_read_error(previous: JobState, reason: str) -> JobState:
+    """The state after a failed read: the last good document stays, the reason is shown."""
+    return dataclasses.replace(previous, read_error=reason)
+
+
+def stall_due(state: JobState, *, now: float, stall_after: float) -> bool:
+    """The stall rule: a job with a file, not complete, whose file is older than the timeout."""
+    return state.has_file and not state.complete and now - state.modified_at >= stall_after
+
+
+def with_stall(state: JobState, *, now: float, stall_after: float) -> JobState:
+    stalled = stall_due(state, now=now, stall_after=stall_after)
+    return state if stalled == state.stalled else dataclasses.replace(state, stalled=stalled)

@@ -1,0 +1,246 @@
+"""The file side: watch the jobs root, read what changed, hand new states to the hub."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import stat
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from watchfiles import awatch
+
+from sidecar import state as job_state
+from sidecar.hub import JobHub
+from sidecar.layout import FileSignature, JobLayout
+from sidecar.reader import Document, Missing, Unreadable, read_progress
+
+logger = logging.getLogger(__name__)
+
+# watchfiles yields a batch once no event came for `step` ms, or after `debounce` ms of a
+# steady stream; its defaults (1600/50) add 50-100 ms to every update.
+WATCH_STEP_MS = 2
+WATCH_DEBOUNCE_MS = 20
+ROOT_CHECK_INTERVAL = 0.25
+# A writer that truncates and then writes in place is caught between the two; these are the
+# pauses before each re-read of a file that did not parse, in seconds.
+TORN_READ_RETRIES = (0.002, 0.005, 0.010, 0.020)
+
+
+class FileWatcher:
+    """Keeps the hub in step with the progress files under a root.
+
+    Args:
+        layout: where the files lie.
+        hub: where states go.
+        poll: find changes by stat every ``poll_interval`` instead of inotify.
+        poll_interval: seconds between two polls.
+        rescan_interval: seconds between two reconciliation scans while on inotify.
+        stall_after: seconds without change after which a running job is stalled.
+        max_file_bytes: larger progress files are refused.
+    """
+
+    def __init__(
+        self,
+        layout: JobLayout,
+        hub: JobHub,
+        *,
+        poll: bool = False,
+        poll_interval: float = 0.25,
+        rescan_interval: float = 5.0,
+        stall_after: float = 60.0,
+        max_file_bytes: int = 1 << 20,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.layout = layout
+        self.hub = hub
+        self.poll = poll
+        self.poll_interval = poll_interval
+        self.rescan_interval = rescan_interval
+        self.stall_after = stall_after
+        self.max_file_bytes = max_file_bytes
+        self._clock = clock
+        self._seen: dict[str, FileSignature | None] = {}
+        self._retries: dict[str, asyncio.TimerHandle] = {}
+        self._reported: dict[str, str] = {}
+        self.root_present = False
+        self.ready = asyncio.Event()
+        """Set once the jobs on disk at start are known, or the root is found missing."""
+
+    @property
+    def mode(self) -> str:
+        return "polling" if self.poll else "inotify"
+
+    async def run(self) -> None:
+        """Watch until cancelled, across the root appearing, vanishing and coming back."""
+        root = self.layout.root
+        while True:
+            root_id = await self._wait_for_root()
+            self.root_present = True
+            logger.info("watching %s (%s)", root, self.mode)
+            await self.reconcile()
+            self.ready.set()
+            try:
+                if self.poll:
+                    await self._poll(root_id)
+                else:
+                    await self._watch(root_id)
+            except (OSError, RuntimeError) as e:
+                # watchfiles raises when the root vanishes under it, among other things.
+                logger.warning("watching %s failed (%s); starting over", root, e, exc_info=True)
+                await asyncio.sleep(ROOT_CHECK_INTERVAL)
+            self.root_present = _root_id(root) is not None
+            if not self.root_present:
+                logger.warning("jobs root %s is gone; waiting for it to come back", root)
+            await self.reconcile()
+
+    async def reconcile(self) -> None:
+        """Compare every job on disk with what was last read, and refresh what differs."""
+        try:
+            found = await asyncio.to_thread(self.layout.scan)
+        except OSError as e:
+            logger.warning("scan of %s failed: %s", self.layout.root, e)
+            return
+        for job_id, entry in found.items():
+            if job_id not in self.hub or self._seen.get(job_id) != entry.file:
+                self.refresh(job_id)
+        for job_id in [job_id for job_id in self._seen if job_id not in found]:
+            self.refresh(job_id)
+
+    def refresh(self, job_id: str, *, attempt: int = 0) -> None:
+        """Read one job's file now and publish what it holds."""
+        if attempt == 0 and (pending := self._retries.pop(job_id, None)) is not None:
+            pending.cancel()
+        result = read_progress(self.layout.file_for(job_id), max_bytes=self.max_file_bytes)
+        current = self.hub.get(job_id)
+        if isinstance(result, Document):
+            self._seen[job_id] = result.signature
+            if self._reported.pop(job_id, None) is not None:
+                logger.info("job %s: progress file readable again", job_id)
+            self.hub.put(
+                job_state.with_document(
+                    job_id,
+                    result.data,
+                    modified_at=result.modified_at,
+                    now=self._clock(),
+                    stall_after=self.stall_after,
+                )
+            )
+        elif isinstance(result, Missing):
+            self._missing(job_id, current)
+        else:
+            if attempt < len(TORN_READ_RETRIES):
+                delay = TORN_READ_RETRIES[attempt]
+                loop = asyncio.get_running_loop()
+                self._retries[job_id] = loop.call_later(delay, self._retry, job_id, attempt + 1)
+                return
+            self._unreadable(job_id, current, result)
+
+    def _retry(self, job_id: str, attempt: int) -> None:
+        self._retries.pop(job_id, None)
+        self.refresh(job_id, attempt=attempt)
+
+    def _missing(self, job_id: str, current: job_state.JobState | None) -> None:
+        job_dir = self.layout.dir_for(job_id)
+        dir_mtime = _dir_mtime(job_dir) if job_dir is not None else None
+        if dir_mtime is None:
+            self._seen.pop(job_id, None)
+            self._reported.pop(job_id, None)
+            if current is not None:
+                logger.info("job %s: removed", job_id)
+                self.hub.remove(job_id)
+            return
+        self._seen[job_id] = None
+        if current is None or current.has_file:
+            if current is None:
+                logger.info("job %s: found, pending", job_id)
+            self.hub.put(job_state.pending_state(job_id, modified_at=dir_mtime))
+
+    def _unreadable(
+        self, job_id: str, current: job_state.JobState | None, result: Unreadable
+    ) -> None:
+        path = self.layout.file_for(job_id)
+        try:
+            self._seen[job_id] = FileSignature.of(path.lstat())
+        except OSError:
+            self._seen.pop(job_id, None)
+        if self._reported.get(job_id) != result.reason:
+            self._reported[job_id] = result.reason
+            logger.warning(
+                "job %s: %s: %s; keeping the last good state", job_id, path, result.reason
+            )
+        if current is None:
+            current = job_state.pending_state(job_id, modified_at=self._clock())
+        self.hub.put(job_state.with_read_error(current, result.reason))
+
+    async def _wait_for_root(self) -> tuple[int, int]:
+        said = False
+        while (root_id := _root_id(self.layout.root)) is None:
+            self.ready.set()
+            if not said:
+                logger.info("waiting for jobs root %s to exist", self.layout.root)
+                said = True
+            await asyncio.sleep(ROOT_CHECK_INTERVAL)
+        return root_id
+
+    async def _watch(self, root_id: tuple[int, int]) -> None:
+        stop = asyncio.Event()
+        guard = asyncio.create_task(self._guard_root(root_id, stop))
+        root = str(self.layout.root)
+        try:
+            async for changes in awatch(
+                root,
+                watch_filter=None,
+                debounce=WATCH_DEBOUNCE_MS,
+                step=WATCH_STEP_MS,
+                stop_event=stop,
+                recursive=True,
+            ):
+                jobs: set[str] = set()
+                for _change, path in changes:
+                    job_id = self.layout.job_of(path)
+                    if job_id is not None:
+                        jobs.add(job_id)
+                    elif path == root:
+                        stop.set()
+                for job_id in jobs:
+                    self.refresh(job_id)
+        finally:
+            guard.cancel()
+            await asyncio.wait([guard])
+
+    async def _guard_root(self, root_id: tuple[int, int], stop: asyncio.Event) -> None:
+        """Stop the watch when the root goes or is replaced; rescan now and then meanwhile."""
+        # The watch is in place by the time this first runs: this scan catches what changed
+        # between the scan before it and the watch.
+        await self.reconcile()
+        next_scan = time.monotonic() + self.rescan_interval
+        while _root_id(self.layout.root) == root_id:
+            await asyncio.sleep(ROOT_CHECK_INTERVAL)
+            if time.monotonic() >= next_scan:
+                await self.reconcile()
+                next_scan = time.monotonic() + self.rescan_interval
+        stop.set()
+
+    async def _poll(self, root_id: tuple[int, int]) -> None:
+        while _root_id(self.layout.root) == root_id:
+            await asyncio.sleep(self.poll_interval)
+            await self.reconcile()
+
+
+def _root_id(root: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(root)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino) if stat.S_ISDIR(st.st_mode) else None
+
+
+def _dir_mtime(path: Path) -> float | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_mtime if stat.S_ISDIR(st.st_mode) else None

@@ -1,0 +1,133 @@
+"""``GET /ws/training/{job_id}``: a snapshot, then merge patches, until the job completes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Final
+
+from aiohttp import WSCloseCode, WSMsgType, web
+
+from sidecar.hub import JobHub, Subscription, TooManyClients, UnknownJob, Version
+from sidecar.keys import HUB, SETTINGS, SOCKETS
+from sidecar.layout import is_valid_job_id
+
+logger = logging.getLogger(__name__)
+
+CLOSE_INVALID: Final = 4400
+CLOSE_UNKNOWN: Final = 4404
+MAX_INCOMING_BYTES: Final = 64 * 1024
+CLOSE_HANDSHAKE_TIMEOUT: Final = 2.0
+
+
+async def training_socket(request: web.Request) -> web.WebSocketResponse:
+    """Stream one job's state to one client."""
+    settings = request.app[SETTINGS]
+    hub = request.app[HUB]
+    # compress=False: frames are small, and deflate per connection would cost each client
+    # its own copy of bytes that are otherwise encoded once per job.
+    ws = web.WebSocketResponse(
+        heartbeat=settings.heartbeat,
+        compress=False,
+        max_msg_size=MAX_INCOMING_BYTES,
+        timeout=CLOSE_HANDSHAKE_TIMEOUT,
+    )
+    await ws.prepare(request)
+    job_id = request.match_info["job_id"]
+    fmt = request.query.get("format", "patch")
+    subscription = _subscribe(hub, job_id, fmt)
+    if isinstance(subscription, tuple):
+        code, reason = subscription
+        await ws.close(code=code, message=reason.encode())
+        return ws
+    sockets = request.app[SOCKETS]
+    sockets.add(ws)
+    reader = asyncio.create_task(_read_until_closed(ws, subscription))
+    try:
+        await _send_updates(request, ws, subscription, reader, settings.send_timeout)
+    finally:
+        # Release first: aiohttp cancels this handler when the connection is lost, and the
+        # await below is where that cancellation would land.
+        hub.unsubscribe(subscription)
+        sockets.discard(ws)
+        reader.cancel()
+        await asyncio.wait([reader])
+    return ws
+
+
+async def _read_until_closed(ws: web.WebSocketResponse, subscription: Subscription) -> None:
+    """Consume what the client sends (nothing is expected) so that pings and closes work."""
+    try:
+        async for _message in ws:
+            pass
+    finally:
+        subscription.wake()
+
+
+def _subscribe(hub: JobHub, job_id: str, fmt: str) -> Subscription | tuple[int, str]:
+    if not is_valid_job_id(job_id):
+        return CLOSE_INVALID, "invalid job id"
+    if fmt not in ("patch", "full"):
+        return CLOSE_INVALID, "invalid format: use patch or full"
+    try:
+        return hub.subscribe(job_id, full=fmt == "full")
+    except UnknownJob:
+        return CLOSE_UNKNOWN, "unknown job"
+    except TooManyClients as e:
+        return WSCloseCode.TRY_AGAIN_LATER, str(e)
+
+
+async def _send_updates(
+    request: web.Request,
+    ws: web.WebSocketResponse,
+    subscription: Subscription,
+    reader: asyncio.Task[None],
+    send_timeout: float,
+) -> None:
+    """Send each new version (the latest only, when the client lags) until the end."""
+    sent: Version | None = None
+    while True:
+        await subscription.wait()
+        if reader.done():
+            return
+        version = subscription.version
+        if version is None:
+            await ws.close(code=CLOSE_UNKNOWN, message=b"job removed")
+            return
+        if sent is not None and version.seq == sent.seq:
+            continue
+        if sent is None or subscription.full:
+            frame = version.snapshot_frame()
+        else:
+            frame = version.patch_frame(sent)
+        try:
+            async with asyncio.timeout(send_timeout):
+                await ws.send_frame(frame, WSMsgType.TEXT)
+        except TimeoutError:
+            logger.warning(
+                "job %s: client %s read nothing for %.1f s; dropping it",
+                subscription.job_id,
+                request.remote,
+                send_timeout,
+            )
+            if request.transport is not None:
+                request.transport.abort()
+            return
+        except ConnectionError:
+            return
+        sent = version
+        if version.complete:
+            await ws.close(code=WSCloseCode.OK, message=b"job complete")
+            return
+
+
+async def close_all(sockets: set[web.WebSocketResponse], *, timeout: float) -> None:
+    """Close every socket with 1001, waiting at most ``timeout`` for the handshakes."""
+    closing = [
+        asyncio.create_task(ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down"))
+        for ws in list(sockets)
+    ]
+    if closing:
+        _done, pending = await asyncio.wait(closing, timeout=timeout)
+        for task in pending:
+            task.cancel()

@@ -1,0 +1,113 @@
+"""Helpers shared by the tests: writing progress files like trainers do, waiting, clients."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from sidecar.patch import apply_merge_patch
+
+DEADLINE = 5.0
+
+
+def write_atomic(path: Path, content: dict[str, Any] | str | bytes) -> None:
+    """Write as a careful trainer does: a temp file in the same directory, then rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(_as_bytes(content))
+    os.replace(tmp, path)
+
+
+def write_in_place(path: Path, content: dict[str, Any] | str | bytes) -> None:
+    """Write as a careless trainer does: truncate the file, then write into it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(_as_bytes(content))
+
+
+def _as_bytes(content: dict[str, Any] | str | bytes) -> bytes:
+    if isinstance(content, dict):
+        return json.dumps(content).encode()
+    if isinstance(content, str):
+        return content.encode()
+    return content
+
+
+async def wait_for(
+    condition: Callable[[], bool | Awaitable[bool]], *, timeout: float = DEADLINE, what: str = ""
+) -> None:
+    """Poll ``condition`` every 10 ms until it holds; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if not isinstance(result, bool):
+            result = await result
+        if result:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what or condition}")
+        await asyncio.sleep(0.01)
+
+
+def state_of(message: dict[str, Any]) -> dict[str, Any]:
+    """The job state a message carries, without the envelope's type and seq."""
+    return {k: v for k, v in message.items() if k not in ("type", "seq")}
+
+
+class StreamClient:
+    """A WebSocket client of one job that merges what it receives, as a frontend would."""
+
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        self.ws = ws
+        self.messages: list[dict[str, Any]] = []
+        self.state: dict[str, Any] | None = None
+        self.close_code: int | None = None
+
+    async def next(self, timeout: float = DEADLINE) -> dict[str, Any] | None:
+        """The next message, merged into ``state``; None once the server has closed."""
+        message = await self.ws.receive(timeout=timeout)
+        if message.type in (
+            aiohttp.WSMsgType.CLOSE,
+            aiohttp.WSMsgType.CLOSED,
+            aiohttp.WSMsgType.CLOSING,
+        ):
+            await self.ws.close()  # answer the server's close, as a browser does
+            self.close_code = self.ws.close_code
+            return None
+        assert message.type == aiohttp.WSMsgType.TEXT, message
+        data = json.loads(message.data)
+        assert isinstance(data, dict)
+        if self.messages:
+            assert data["seq"] > self.messages[-1]["seq"], "seq must increase"
+        self.messages.append(data)
+        if data["type"] == "snapshot":
+            self.state = state_of(data)
+        else:
+            assert data["type"] == "patch", data
+            assert self.state is not None, "a patch before any snapshot"
+            self.state = apply_merge_patch(self.state, state_of(data))
+        return data
+
+    async def until(
+        self, condition: Callable[[dict[str, Any]], bool], timeout: float = DEADLINE
+    ) -> dict[str, Any]:
+        """Read until the merged state satisfies ``condition``; returns that state."""
+        deadline = time.monotonic() + timeout
+        while self.state is None or not condition(self.state):
+            left = deadline - time.monotonic()
+            if left <= 0 or await self.next(timeout=left) is None:
+                raise AssertionError(f"state never matched; last: {self.state}")
+        return self.state
+
+    async def closed(self, timeout: float = DEADLINE) -> int | None:
+        """Read to the end of the stream; returns the close code."""
+        deadline = time.monotonic() + timeout
+        while await self.next(timeout=max(0.01, deadline - time.monotonic())) is not None:
+            pass
+        return self.close_code

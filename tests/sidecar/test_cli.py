@@ -1,0 +1,165 @@
+"""The command line, run as a real subprocess."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from sidecar.cli import main, parse_settings
+from tests.helpers import write_atomic
+
+URL_LINE = re.compile(rb"listening on (http://127\.0\.0\.1:\d+)")
+CONSOLE_SCRIPT = Path(sys.executable).with_name("progress-sidecar")
+
+
+def test_help_lists_every_flag(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    for flag in (
+        "--root", "--host", "--port", "--pattern", "--max-clients-per-job", "--max-clients",
+        "--stall-after", "--poll", "--log-level", "SIDECAR_ROOT",
+    ):  # fmt: skip
+        assert flag in out
+
+
+def test_defaults(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("SIDECAR_ROOT", str(tmp_path))
+    settings, level = parse_settings([])
+    assert settings.root == tmp_path
+    assert (settings.host, settings.port, settings.pattern) == (
+        "127.0.0.1",
+        8765,
+        "{job_id}/progress.json",
+    )
+    assert (settings.max_clients_per_job, settings.max_clients, settings.stall_after) == (
+        10,
+        1000,
+        60.0,
+    )
+    assert (settings.poll, level) == (False, "info")
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        ([], "--root is required (or set SIDECAR_ROOT)"),
+        (["--root", "r", "--pattern", "progress.json"], "invalid pattern 'progress.json'"),
+        (["--root", "r", "--stall-after", "0"], "must be positive: '0'"),
+        (["--root", "r", "--max-clients", "x"], "not a number: 'x'"),
+        (["--root", "r", "--port", "70000"], "--port must be 0 to 65535"),
+    ],
+)
+def test_bad_arguments_exit_2_with_a_message(
+    argv: list[str],
+    message: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.delenv("SIDECAR_ROOT", raising=False)
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+class Running:
+    def __init__(self, process: asyncio.subprocess.Process, url: str) -> None:
+        self.process = process
+        self.url = url
+
+
+async def start(
+    *args: str, command: tuple[str, ...] = (sys.executable, "-m", "sidecar")
+) -> Running:
+    process = await asyncio.create_subprocess_exec(
+        *command,
+        "--port",
+        "0",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert process.stdout is not None
+    line = await asyncio.wait_for(process.stdout.readline(), 10)
+    match = URL_LINE.search(line)
+    assert match, line
+    return Running(process, match.group(1).decode())
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+async def test_signal_closes_every_client_with_1001_within_a_second(
+    tmp_path: Path, session: aiohttp.ClientSession, signum: signal.Signals
+) -> None:
+    write_atomic(tmp_path / "j" / "progress.json", {"status": "running"})
+    running = await start("--root", str(tmp_path), "--max-clients-per-job", "20")
+    clients = [await session.ws_connect(f"{running.url}/ws/training/j") for _ in range(20)]
+    for ws in clients:
+        assert (await ws.receive_json(timeout=5))["type"] == "snapshot"
+    began = time.monotonic()
+    running.process.send_signal(signum)
+    messages = await asyncio.gather(*(ws.receive(timeout=2) for ws in clients))
+    assert [(m.data, m.extra) for m in messages] == [(1001, "server shutting down")] * 20
+    assert await asyncio.wait_for(running.process.wait(), 2) == 0
+    assert time.monotonic() - began < 1.0
+    for ws in clients:
+        await ws.close()
+
+
+async def test_console_script_waits_for_a_missing_root(
+    tmp_path: Path, session: aiohttp.ClientSession
+) -> None:
+    root = tmp_path / "later"
+    running = await start("--root", str(root), command=(str(CONSOLE_SCRIPT),))
+    try:
+        async with session.get(f"{running.url}/healthz") as response:
+            assert (await response.json())["status"] == "waiting for root"
+        write_atomic(root / "j" / "progress.json", {"status": "running"})
+        deadline = time.monotonic() + 5
+        while True:
+            async with session.get(f"{running.url}/api/jobs/j") as response:
+                if response.status == 200:
+                    break
+            assert time.monotonic() < deadline, "the job under the late root never showed"
+            await asyncio.sleep(0.02)
+    finally:
+        running.process.terminate()
+        assert await asyncio.wait_for(running.process.wait(), 2) == 0
+    assert running.process.stderr is not None
+    log = (await running.process.stderr.read()).decode()
+    assert "waiting for jobs root" in log
+
+
+def test_port_in_use_is_a_clear_error(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "sidecar", "--root", str(tmp_path), "--port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=20,
+            env={**os.environ},
+        )
+    assert result.returncode == 1
+    assert f"cannot serve on 127.0.0.1:{port}" in result.stderr
