@@ -37,6 +37,7 @@ def create_app(settings: Settings) -> web.Application:
         rescan_interval=settings.rescan_interval,
         stall_after=settings.stall_after,
         max_file_bytes=settings.max_file_bytes,
+        watch_step_ms=settings.watch_step_ms,
     )
     app.router.add_get("/ws/training/{job_id}", ws.training_socket)
     app.add_routes(rest.routes)

@@ -66,12 +66,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-clients-per-job",
         type=_positive(int),
         default=defaults.max_clients_per_job,
+        metavar="N",
         help="WebSocket clients allowed on one job; more are closed with 1013",
     )
     parser.add_argument(
         "--max-clients",
         type=_positive(int),
         default=defaults.max_clients,
+        metavar="N",
         help="WebSocket clients allowed in all; more are closed with 1013",
     )
     parser.add_argument(
@@ -104,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-file-bytes",
         type=_positive(int),
         default=defaults.max_file_bytes,
+        metavar="BYTES",
         help="larger progress files are refused and the last good state kept",
     )
     parser.add_argument(
@@ -112,6 +115,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=defaults.send_timeout,
         metavar="SECONDS",
         help="a client that takes no data for this long is dropped",
+    )
+    parser.add_argument(
+        "--watch-step-ms",
+        type=_positive(int),
+        default=defaults.watch_step_ms,
+        metavar="MS",
+        help="inotify batching: quiet time that ends a batch of events; lower is faster but "
+        "costs more idle CPU (see docs/benchmarks.md)",
     )
     parser.add_argument(
         "--log-level",
@@ -148,6 +159,7 @@ def parse_settings(argv: Sequence[str] | None = None) -> tuple[Settings, str]:
         rescan_interval=args.rescan_interval,
         max_file_bytes=args.max_file_bytes,
         send_timeout=args.send_timeout,
+        watch_step_ms=args.watch_step_ms,
     )
     return settings, args.log_level
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sidecar.reader import DEFAULT_MAX_BYTES
+from sidecar.watcher import DEFAULT_WATCH_STEP_MS
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,3 +26,4 @@ class Settings:
     max_file_bytes: int = DEFAULT_MAX_BYTES
     send_timeout: float = 10.0
     heartbeat: float = 20.0
+    watch_step_ms: int = DEFAULT_WATCH_STEP_MS

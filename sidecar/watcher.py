@@ -20,8 +20,9 @@ from sidecar.reader import Document, Missing, Unreadable, read_progress
 logger = logging.getLogger(__name__)
 
 # watchfiles yields a batch once no event came for `step` ms, or after `debounce` ms of a
-# steady stream; its defaults (1600/50) add 50-100 ms to every update.
-WATCH_STEP_MS = 2
+# steady stream; its defaults (1600/50) add 50-100 ms to every update. Its Rust loop wakes
+# every `step` ms even when idle, so the step trades latency for idle CPU (docs/benchmarks.md).
+DEFAULT_WATCH_STEP_MS = 2
 WATCH_DEBOUNCE_MS = 20
 ROOT_CHECK_INTERVAL = 0.25
 # A writer that truncates and then writes in place is caught between the two; these are the
@@ -40,6 +41,7 @@ class FileWatcher:
         rescan_interval: seconds between two reconciliation scans while on inotify.
         stall_after: seconds without change after which a running job is stalled.
         max_file_bytes: larger progress files are refused.
+        watch_step_ms: watchfiles' step: the quiet time, in ms, that ends a batch of events.
     """
 
     def __init__(
@@ -52,6 +54,7 @@ class FileWatcher:
         rescan_interval: float = 5.0,
         stall_after: float = 60.0,
         max_file_bytes: int = 1 << 20,
+        watch_step_ms: int = DEFAULT_WATCH_STEP_MS,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.layout = layout
@@ -61,6 +64,7 @@ class FileWatcher:
         self.rescan_interval = rescan_interval
         self.stall_after = stall_after
         self.max_file_bytes = max_file_bytes
+        self.watch_step_ms = watch_step_ms
         self._clock = clock
         self._seen: dict[str, FileSignature | None] = {}
         self._retries: dict[str, asyncio.TimerHandle] = {}
@@ -193,8 +197,8 @@ class FileWatcher:
             async for changes in awatch(
                 root,
                 watch_filter=None,
-                debounce=WATCH_DEBOUNCE_MS,
-                step=WATCH_STEP_MS,
+                debounce=max(WATCH_DEBOUNCE_MS, self.watch_step_ms),
+                step=self.watch_step_ms,
                 stop_event=stop,
                 recursive=True,
             ):
