@@ -166,7 +166,16 @@ async def bench(
         total = int(seconds * rate)
         write(file, 0, total)
         sidecar, sidecar_url = await spawn(
-            sys.executable, "-m", "sidecar", "--root", tmp, "--port", "0", "--log-level", "warning", *sidecar_args
+            sys.executable,
+            "-m",
+            "sidecar",
+            "--root",
+            tmp,
+            "--port",
+            "0",
+            "--log-level",
+            "warning",
+            *sidecar_args,
         )
         legacy, legacy_url = await spawn(sys.executable, __file__, "--legacy-server", tmp)
         await asyncio.sleep(1.0)
@@ -233,7 +242,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=30.0, help="how long the writer writes")
     parser.add_argument("--rate", type=float, default=20.0, help="writes per second")
     parser.add_argument(
-        "--idle-seconds", type=float, default=10.0, help="how long to measure the idle sidecar's CPU first"
+        "--idle-seconds",
+        type=float,
+        default=10.0,
+        help="how long to measure the idle sidecar's CPU first",
     )
     parser.add_argument("--out", type=Path, default=Path("bench-results/latency.json"))
     parser.add_argument(

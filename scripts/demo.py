@@ -25,7 +25,16 @@ from typing import Any
 import aiohttp
 
 URL_LINE = re.compile(r"listening on (http://\S+)")
-SHOWN = ("status", "current_step", "progress", "loss", "eval_loss", "eta_seconds", "final_loss", "complete")
+SHOWN = (
+    "status",
+    "current_step",
+    "progress",
+    "loss",
+    "eval_loss",
+    "eta_seconds",
+    "final_loss",
+    "complete",
+)
 
 
 def write_atomic(path: Path, state: dict[str, Any]) -> None:
@@ -34,7 +43,9 @@ def write_atomic(path: Path, state: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-async def run_job(file: Path, job_id: str, *, steps: int, interval: float, written: dict[int, float]) -> None:
+async def run_job(
+    file: Path, job_id: str, *, steps: int, interval: float, written: dict[int, float]
+) -> None:
     """Write a plausible fine-tuning run's progress, step by step."""
     started = time.time()
     eval_loss = None
@@ -51,7 +62,9 @@ async def run_job(file: Path, job_id: str, *, steps: int, interval: float, writt
             "loss": round(loss, 4),
             "samples_per_second": round(8 / interval, 1),
             "eta_seconds": round((steps - step) * interval, 1),
-            "timestamp": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "timestamp": datetime.now(UTC)
+            .isoformat(timespec="milliseconds")
+            .replace("+00:00", "Z"),
         }
         if step % 10 == 0:
             eval_loss = round(loss * 0.9, 4)
@@ -71,7 +84,9 @@ async def run_job(file: Path, job_id: str, *, steps: int, interval: float, writt
             "total_steps": steps,
             "final_loss": round(2.5 * math.exp(-3) + 0.1, 4),
             "elapsed_seconds": round(time.time() - started, 1),
-            "timestamp": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "timestamp": datetime.now(UTC)
+            .isoformat(timespec="milliseconds")
+            .replace("+00:00", "Z"),
         },
     )
 
@@ -85,7 +100,9 @@ async def watch_job(url: str, written: dict[int, float]) -> int | None:
             fields = " ".join(f"{k}={data[k]}" for k in SHOWN if k in data)
             late = ""
             if data.get("current_step") in written:
-                late = f" ({(received - written[data['current_step']]) * 1000:.1f} ms after the write)"
+                late = (
+                    f" ({(received - written[data['current_step']]) * 1000:.1f} ms after the write)"
+                )
             print(f"{data['type']:>8} seq={data['seq']:<4} {fields}{late}", flush=True)
         return ws.close_code
 
@@ -112,8 +129,12 @@ async def demo(root: Path, port: int, steps: int, interval: float, keep: bool) -
         written: dict[int, float] = {}
         watcher = asyncio.create_task(watch_job(ws_url, written))
         await asyncio.sleep(0.3)  # let the client see the job pending first
-        write_atomic(job_dir / "progress.json", {"job_id": job_id, "status": "running", "progress": 0.0})
-        await run_job(job_dir / "progress.json", job_id, steps=steps, interval=interval, written=written)
+        write_atomic(
+            job_dir / "progress.json", {"job_id": job_id, "status": "running", "progress": 0.0}
+        )
+        await run_job(
+            job_dir / "progress.json", job_id, steps=steps, interval=interval, written=written
+        )
         code = await asyncio.wait_for(watcher, 10)
         print(f"\nthe job completed; the sidecar closed the stream with code {code}")
         print(f"REST fallback: curl {base}/api/jobs/{job_id}")
@@ -132,11 +153,17 @@ async def demo(root: Path, port: int, steps: int, interval: float, keep: bool) -
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--root", type=Path, default=Path("jobs"), help="the jobs root (default: ./jobs)")
-    parser.add_argument("--port", type=int, default=8765, help="the sidecar's port (0: any free one)")
+    parser.add_argument(
+        "--root", type=Path, default=Path("jobs"), help="the jobs root (default: ./jobs)"
+    )
+    parser.add_argument(
+        "--port", type=int, default=8765, help="the sidecar's port (0: any free one)"
+    )
     parser.add_argument("--steps", type=int, default=40, help="training steps to simulate")
     parser.add_argument("--interval", type=float, default=0.25, help="seconds per step")
-    parser.add_argument("--keep", action="store_true", help="keep the sidecar running after the job")
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the sidecar running after the job"
+    )
     args = parser.parse_args(argv)
     return asyncio.run(demo(args.root.absolute(), args.port, args.steps, args.interval, args.keep))
 

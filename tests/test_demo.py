@@ -11,7 +11,18 @@ DEMO = Path(__file__).parents[1] / "scripts" / "demo.py"
 
 def test_demo_streams_a_job_to_completion(tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, str(DEMO), "--root", str(tmp_path), "--port", "0", "--steps", "12", "--interval", "0.05"],
+        [
+            sys.executable,
+            str(DEMO),
+            "--root",
+            str(tmp_path),
+            "--port",
+            "0",
+            "--steps",
+            "12",
+            "--interval",
+            "0.05",
+        ],
         capture_output=True,
         text=True,
         timeout=60,
