@@ -10,6 +10,7 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
@@ -36,6 +37,37 @@ def _positive(kind: type[int] | type[float]) -> Callable[[str], int | float]:
     return parse
 
 
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from e
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"must be 0 to 65535: {text!r}")
+    return port
+
+
+# Each option sets the Settings field of the same name, and takes its default from there:
+# (flag, parse, metavar, help).
+_OPTIONS: list[tuple[str, Callable[[str], Any], str | None, str]] = [
+    ("--host", str, None, "address to listen on"),
+    ("--port", _port, None, "port to listen on (0: any free one)"),
+    ("--pattern", str, None, "where a job's progress file lies under the root; {job_id} marks the job id"),
+    ("--max-clients-per-job", _positive(int), "N", "WebSocket clients allowed on one job; more are closed with 1013"),
+    ("--max-clients", _positive(int), "N", "WebSocket clients allowed in all; more are closed with 1013"),
+    ("--stall-after", _positive(float), "SECONDS", "a job not complete whose file has not changed for this long is sent stalled: true"),
+    ("--poll-interval", _positive(float), "SECONDS", "seconds between two polls with --poll"),
+    ("--rescan-interval", _positive(float), "SECONDS", "seconds between two scans that catch what inotify may have missed"),
+    ("--max-file-bytes", _positive(int), "BYTES", "larger progress files are refused and the last good state kept"),
+    ("--send-timeout", _positive(float), "SECONDS", "a client that takes no data for this long is dropped"),
+    ("--watch-step-ms", _positive(int), "MS", "inotify batching: quiet time that ends a batch of events; lower is faster but costs more idle CPU (see docs/benchmarks.md)"),
+]  # fmt: skip
+
+
+def _field(flag: str) -> str:
+    return flag.removeprefix("--").replace("-", "_")
+
+
 def build_parser() -> argparse.ArgumentParser:
     defaults = Settings(root=Path("."))
     parser = argparse.ArgumentParser(
@@ -51,78 +83,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--root",
         type=Path,
         default=os.environ.get(ROOT_ENV),
+        metavar="DIR",
         help=f"the jobs root to watch (or env {ROOT_ENV}); a root that does not exist yet is waited for",
     )
-    parser.add_argument("--host", default=defaults.host, help="address to listen on")
-    parser.add_argument(
-        "--port", type=int, default=defaults.port, help="port to listen on (0: any free one)"
-    )
-    parser.add_argument(
-        "--pattern",
-        default=defaults.pattern,
-        help="where a job's progress file lies under the root; {job_id} marks the job id",
-    )
-    parser.add_argument(
-        "--max-clients-per-job",
-        type=_positive(int),
-        default=defaults.max_clients_per_job,
-        metavar="N",
-        help="WebSocket clients allowed on one job; more are closed with 1013",
-    )
-    parser.add_argument(
-        "--max-clients",
-        type=_positive(int),
-        default=defaults.max_clients,
-        metavar="N",
-        help="WebSocket clients allowed in all; more are closed with 1013",
-    )
-    parser.add_argument(
-        "--stall-after",
-        type=_positive(float),
-        default=defaults.stall_after,
-        metavar="SECONDS",
-        help="a job not complete whose file has not changed for this long is sent stalled: true",
-    )
+    for flag, parse, metavar, text in _OPTIONS:
+        default = getattr(defaults, _field(flag))
+        parser.add_argument(flag, type=parse, default=default, metavar=metavar, help=text)
     parser.add_argument(
         "--poll",
         action="store_true",
         help="find changes by stat (for network filesystems) instead of inotify",
-    )
-    parser.add_argument(
-        "--poll-interval",
-        type=_positive(float),
-        default=defaults.poll_interval,
-        metavar="SECONDS",
-        help="seconds between two polls with --poll",
-    )
-    parser.add_argument(
-        "--rescan-interval",
-        type=_positive(float),
-        default=defaults.rescan_interval,
-        metavar="SECONDS",
-        help="seconds between two scans that catch what inotify may have missed",
-    )
-    parser.add_argument(
-        "--max-file-bytes",
-        type=_positive(int),
-        default=defaults.max_file_bytes,
-        metavar="BYTES",
-        help="larger progress files are refused and the last good state kept",
-    )
-    parser.add_argument(
-        "--send-timeout",
-        type=_positive(float),
-        default=defaults.send_timeout,
-        metavar="SECONDS",
-        help="a client that takes no data for this long is dropped",
-    )
-    parser.add_argument(
-        "--watch-step-ms",
-        type=_positive(int),
-        default=defaults.watch_step_ms,
-        metavar="MS",
-        help="inotify batching: quiet time that ends a batch of events; lower is faster but "
-        "costs more idle CPU (see docs/benchmarks.md)",
     )
     parser.add_argument(
         "--log-level",
@@ -139,29 +109,13 @@ def parse_settings(argv: Sequence[str] | None = None) -> tuple[Settings, str]:
     args = parser.parse_args(argv)
     if args.root is None:
         parser.error(f"--root is required (or set {ROOT_ENV})")
-    if not 0 <= args.port <= 65535:
-        parser.error(f"--port must be 0 to 65535, not {args.port}")
     root = Path(args.root).absolute()
     try:
         JobLayout(root, args.pattern)
     except ValueError as e:
         parser.error(str(e))
-    settings = Settings(
-        root=root,
-        host=args.host,
-        port=args.port,
-        pattern=args.pattern,
-        max_clients_per_job=args.max_clients_per_job,
-        max_clients=args.max_clients,
-        stall_after=args.stall_after,
-        poll=args.poll,
-        poll_interval=args.poll_interval,
-        rescan_interval=args.rescan_interval,
-        max_file_bytes=args.max_file_bytes,
-        send_timeout=args.send_timeout,
-        watch_step_ms=args.watch_step_ms,
-    )
-    return settings, args.log_level
+    options = {_field(flag): getattr(args, _field(flag)) for flag, *_ in _OPTIONS}
+    return Settings(root=root, poll=args.poll, **options), args.log_level
 
 
 async def serve(settings: Settings) -> None:

@@ -58,7 +58,7 @@ def test_defaults(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         (["--root", "r", "--pattern", "progress.json"], "invalid pattern 'progress.json'"),
         (["--root", "r", "--stall-after", "0"], "must be positive: '0'"),
         (["--root", "r", "--max-clients", "x"], "not a number: 'x'"),
-        (["--root", "r", "--port", "70000"], "--port must be 0 to 65535"),
+        (["--root", "r", "--port", "70000"], "must be 0 to 65535: '70000'"),
     ],
 )
 def test_bad_arguments_exit_2_with_a_message(
