@@ -52,7 +52,6 @@ class JobLayout:
 
     root: Path
     pattern: str
-    _file_re: re.Pattern[str] = field(init=False, repr=False)
     _job_re: re.Pattern[str] = field(init=False, repr=False)
     _dir_parts: tuple[str, ...] | None = field(init=False, repr=False)
 
@@ -79,7 +78,6 @@ class JobLayout:
             job_re = "/".join(_part_regex(p) for p in dir_parts) + "(?:/.*)?"
         else:
             job_re = file_re
-        object.__setattr__(self, "_file_re", re.compile(file_re))
         object.__setattr__(self, "_job_re", re.compile(job_re))
         object.__setattr__(self, "_dir_parts", dir_parts)
 
@@ -102,10 +100,6 @@ class JobLayout:
             return None
         match = self._job_re.fullmatch(path[len(prefix) :])
         return match.group("job_id") if match else None
-
-    def is_progress_file(self, path: str) -> bool:
-        prefix = str(self.root) + os.sep
-        return path.startswith(prefix) and self._file_re.fullmatch(path[len(prefix) :]) is not None
 
     def scan(self) -> dict[str, JobEntry]:
         """Every job under the root, by stat alone (no file is opened). Blocking."""

@@ -63,8 +63,6 @@ def test_default_pattern_maps_ids_and_paths() -> None:
     assert layout.job_of("/r") is None
     assert layout.job_of("/r/.git/x") is None
     assert layout.job_of("/other/j1/progress.json") is None
-    assert layout.is_progress_file("/r/j1/progress.json")
-    assert not layout.is_progress_file("/r/j1/metrics.jsonl")
 
 
 def test_pattern_without_a_job_directory() -> None:

@@ -12,6 +12,8 @@ import pytest
 import websockets
 
 from sidecar.keys import HUB
+from sidecar.patch import apply_merge_patch
+from sidecar.state import isoformat_utc
 from tests.conftest import StartSidecar
 from tests.helpers import state_of, wait_for, write_atomic, write_in_place
 
@@ -77,8 +79,6 @@ async def test_timestamp_falls_back_to_file_mtime(
     client = await sidecar.connect("job1")
     snapshot = await client.next()
     assert snapshot is not None
-    from sidecar.state import isoformat_utc
-
     assert snapshot["timestamp"] == isoformat_utc(file.stat().st_mtime)
 
 
@@ -404,8 +404,6 @@ async def test_client_of_another_library_gets_snapshot_and_patches(
     jobs_root: Path, start_sidecar: StartSidecar
 ) -> None:
     """The protocol is plain WebSocket + JSON: the websockets library follows it too."""
-    from sidecar.patch import apply_merge_patch
-
     file = jobs_root / "job1" / "progress.json"
     write_atomic(file, progress(current_step=0, loss=1.0))
     sidecar = await start_sidecar()
