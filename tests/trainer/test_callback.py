@@ -1,0 +1,135 @@
+"""ProgressCallback inside a real transformers.Trainer, on the tiny model, on the CPU."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from transformers import Trainer, TrainerControl, TrainerState, TrainingArguments
+
+from trainer import ProgressCallback
+from trainer.corpus import BlockDataset, default_corpus, load_texts
+from trainer.gpu import GpuMonitor
+from trainer.model import build_tiny
+
+SEED_FIELDS = {
+    "job_id", "status", "progress", "current_epoch", "total_epochs", "current_step", "total_steps",
+    "loss", "eval_loss", "learning_rate", "samples_per_second", "gpu_memory_allocated_gb",
+    "gpu_utilization_percent", "eta_seconds", "timestamp", "pid", "hostname", "started_at",
+}  # fmt: skip
+
+
+class NoGpu(GpuMonitor):
+    def __init__(self) -> None:
+        super().__init__(nvml=None, cuda=None)
+        self._started = True  # as if NVML had said there is no driver
+
+
+def run_training(
+    job_dir: Path, *, max_steps: int = 12
+) -> tuple[ProgressCallback, list[dict[str, Any]]]:
+    texts = load_texts(default_corpus())
+    lm = build_tiny(texts)
+    dataset = BlockDataset(lm.encode(texts), lm.block_size)
+    callback = ProgressCallback(job_dir, min_interval=0, gpu=NoGpu())
+    written: list[dict[str, Any]] = []
+    real_write = callback.writer.write
+
+    def recording_write(state: dict[str, Any], *, force: bool = False) -> bool:
+        written.append(json.loads(json.dumps(state)))
+        return real_write(state, force=force)
+
+    callback.writer.write = recording_write  # type: ignore[method-assign]
+    args = TrainingArguments(
+        output_dir=str(job_dir.parent / "out"),
+        max_steps=max_steps,
+        per_device_train_batch_size=4,
+        logging_steps=2,
+        eval_strategy="steps",
+        eval_steps=4,
+        save_strategy="no",
+        report_to="none",
+        disable_tqdm=True,
+        use_cpu=True,
+    )
+    trainer = Trainer(
+        model=lm.model, args=args, train_dataset=dataset, eval_dataset=dataset, callbacks=[callback]
+    )
+    with callback.guard():
+        trainer.train()
+    return callback, written
+
+
+def test_callback_in_a_real_trainer(tmp_path: Path) -> None:
+    job_dir = tmp_path / "jobs" / "tiny-run"
+    callback, written = run_training(job_dir)
+    statuses = [w["status"] for w in written]
+    assert statuses[0] == "running" and statuses[-1] == "completed"
+    assert set(statuses) == {"running", "completed"}
+    steps = [w["current_step"] for w in written]
+    assert steps == sorted(steps) and steps[-1] == 12
+    running = [w for w in written if w["status"] == "running" and w["current_step"] > 0]
+    assert all(0 < w["progress"] <= 100 for w in running)
+    etas = [w["eta_seconds"] for w in running if "eta_seconds" in w]
+    assert len(etas) >= 3 and etas[-1] < etas[0]
+    final = json.loads((job_dir / "progress.json").read_text())
+    assert final.keys() >= SEED_FIELDS
+    assert final["job_id"] == "tiny-run"
+    assert (final["status"], final["progress"], final["current_step"], final["total_steps"]) == (
+        "completed",
+        100.0,
+        12,
+        12,
+    )
+    assert final["final_loss"] == final["loss"] > 0
+    assert final["eval_loss"] > 0 and final["learning_rate"] >= 0
+    assert final["gpu_memory_allocated_gb"] is None and final["gpu_utilization_percent"] is None
+    assert final["samples_per_second"] > 0 and final["eta_seconds"] == 0
+    assert final["current_epoch"] <= final["total_epochs"]
+    history = [json.loads(line) for line in (job_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [h["step"] for h in history if "loss" in h] == [2, 4, 6, 8, 10, 12]
+    assert [h["step"] for h in history if "eval_loss" in h] == [4, 8, 12]
+    assert all({"step", "epoch", "timestamp"} <= h.keys() for h in history)
+    assert sorted(p.name for p in job_dir.iterdir()) == ["metrics.jsonl", "progress.json"]
+    assert callback.overhead_seconds > 0
+
+
+def test_only_world_process_zero_writes(tmp_path: Path) -> None:
+    callback = ProgressCallback(tmp_path / "j", gpu=NoGpu())
+    state = TrainerState()
+    state.is_world_process_zero = False
+    args = TrainingArguments(output_dir=str(tmp_path / "out"), report_to="none", use_cpu=True)
+    callback.on_train_begin(args, state, TrainerControl())
+    callback.on_log(args, state, TrainerControl(), logs={"loss": 1.0})
+    callback.on_step_end(args, state, TrainerControl())
+    callback.on_train_end(args, state, TrainerControl())
+    assert not (tmp_path / "j").exists()
+
+
+def test_guard_writes_failed_with_the_error(tmp_path: Path) -> None:
+    callback = ProgressCallback(tmp_path / "j", gpu=NoGpu())
+    callback.start()
+    with pytest.raises(RuntimeError, match="out of memory"), callback.guard():
+        raise RuntimeError("CUDA out of memory")
+    final = json.loads((tmp_path / "j" / "progress.json").read_text())
+    assert (final["status"], final["error"]) == ("failed", "RuntimeError: CUDA out of memory")
+
+
+def test_guard_writes_cancelled_on_keyboard_interrupt(tmp_path: Path) -> None:
+    callback = ProgressCallback(tmp_path / "j", gpu=NoGpu())
+    with pytest.raises(KeyboardInterrupt), callback.guard():
+        raise KeyboardInterrupt
+    assert json.loads((tmp_path / "j" / "progress.json").read_text())["status"] == "cancelled"
+
+
+def test_tiny_model_is_built_offline_and_trains() -> None:
+    texts = load_texts(default_corpus())
+    lm = build_tiny(texts)
+    ids = lm.encode(texts[:2])
+    assert ids and max(ids) < lm.model.config.vocab_size
+    batch = BlockDataset(lm.encode(texts), lm.block_size)[0]
+    loss = lm.model(input_ids=batch["input_ids"][None], labels=batch["labels"][None]).loss
+    assert torch.isfinite(loss)

@@ -1,0 +1,146 @@
+"""standalone-trainer end to end: real training runs on the CPU, as subprocesses where signals matter."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from trainer.cli import main
+
+
+def progress(root: Path, job_id: str) -> dict[str, object]:
+    data = json.loads((root / job_id / "progress.json").read_text())
+    assert isinstance(data, dict)
+    return data
+
+
+def test_a_run_completes(tmp_path: Path) -> None:
+    assert (
+        main(
+            [
+                "--jobs-root",
+                str(tmp_path),
+                "--job-id",
+                "ok",
+                "--max-steps",
+                "6",
+                "--eval-steps",
+                "3",
+            ]
+        )
+        == 0
+    )
+    final = progress(tmp_path, "ok")
+    assert (final["status"], final["progress"], final["current_step"]) == ("completed", 100.0, 6)
+    assert isinstance(final["final_loss"], float)
+
+
+def test_a_failure_writes_failed_and_exits_1(tmp_path: Path) -> None:
+    code = main(
+        [
+            "--jobs-root",
+            str(tmp_path),
+            "--job-id",
+            "bad",
+            "--max-steps",
+            "50",
+            "--fail-at-step",
+            "3",
+        ]
+    )
+    assert code == 1
+    final = progress(tmp_path, "bad")
+    assert final["status"] == "failed"
+    assert final["error"] == "RuntimeError: injected failure at step 3 (--fail-at-step)"
+    assert final["current_step"] == 3
+
+
+def test_jsonl_data(tmp_path: Path) -> None:
+    data = tmp_path / "data.jsonl"
+    data.write_text(
+        "\n".join(json.dumps({"text": f"line number {i} of a small data set"}) for i in range(200))
+    )
+    assert (
+        main(
+            ["--jobs-root", str(tmp_path), "--job-id", "j", "--data", str(data), "--max-steps", "3"]
+        )
+        == 0
+    )
+    assert progress(tmp_path, "j")["status"] == "completed"
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--data", "/no/such/file.txt"], "--data /no/such/file.txt: no such file"),
+        (["--model", "/tmp"], "not a Hugging Face model directory (no config.json)"),
+        (["--job-id", "../escape"], "invalid job id '../escape'"),
+        (["--max-steps", "0"], "must be positive: '0'"),
+    ],
+)
+def test_bad_arguments_exit_2_and_write_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str], message: str
+) -> None:
+    root = tmp_path / "jobs"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--jobs-root", str(root), "--job-id", "j", *extra])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+    assert not root.exists()
+
+
+def test_empty_data_file_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "empty.txt"
+    data.write_text("\n\n")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--jobs-root", str(tmp_path / "jobs"), "--job-id", "j", "--data", str(data)])
+    assert exit_info.value.code == 2
+    assert "no text" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_signal_writes_cancelled(tmp_path: Path, signum: signal.Signals, code: int) -> None:
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "trainer",
+            "--jobs-root",
+            str(tmp_path),
+            "--job-id",
+            "long",
+            "--max-steps",
+            "100000",
+            "--progress-interval",
+            "0.05",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                step = progress(tmp_path, "long").get("current_step", 0)
+            except (OSError, ValueError):
+                step = 0
+            if isinstance(step, int) and step > 0:
+                break
+            assert time.monotonic() < deadline, "training never started"
+            time.sleep(0.05)
+        process.send_signal(signum)
+        assert process.wait(timeout=30) == code, process.stderr.read().decode()[-2000:]  # type: ignore[union-attr]
+    finally:
+        process.kill()
+        process.wait()
+        process.stderr.close()  # type: ignore[union-attr]
+    final = progress(tmp_path, "long")
+    assert final["status"] == "cancelled"

@@ -1,0 +1,248 @@
+"""``ProgressCallback``: one line to make any ``transformers.Trainer`` write live progress."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import os
+import socket
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+
+from trainer.gpu import GpuMonitor
+from trainer.writer import ProgressWriter
+
+logger = logging.getLogger(__name__)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Cancelled(BaseException):
+    """Training was asked to stop (SIGTERM, SIGINT); a BaseException, like KeyboardInterrupt."""
+
+
+def _now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _timed(method: F) -> F:
+    """Count the time a hook takes in ``overhead_seconds``, so the callback's cost is known."""
+
+    @functools.wraps(method)
+    def wrapper(self: ProgressCallback, *args: Any, **kwargs: Any) -> Any:
+        began = time.perf_counter()
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            self.overhead_seconds += time.perf_counter() - began
+
+    return wrapper  # type: ignore[return-value]
+
+
+class ProgressCallback(TrainerCallback):
+    """Writes ``<job_dir>/progress.json`` (the seed's fields) and ``metrics.jsonl`` as training runs.
+
+    ``trainer.add_callback(ProgressCallback("/srv/jobs/job_abc123"))`` is all it takes; wrap
+    ``trainer.train()`` in ``with callback.guard():`` so that a crash or Ctrl-C is written too.
+    Only the world's process zero writes. Nothing here raises into training.
+
+    Args:
+        job_dir: the job's directory (``<jobs-root>/<job_id>``).
+        job_id: the job's id; the directory's name by default.
+        min_interval: seconds between two writes of progress.json (terminal states are
+            written at once).
+        gpu: where GPU figures come from; NVML and torch.cuda by default.
+    """
+
+    def __init__(
+        self,
+        job_dir: str | os.PathLike[str],
+        *,
+        job_id: str | None = None,
+        min_interval: float = 0.5,
+        gpu: GpuMonitor | None = None,
+    ) -> None:
+        self.job_id = job_id or Path(job_dir).name
+        self.writer = ProgressWriter(Path(job_dir), min_interval=min_interval)
+        self.gpu = gpu or GpuMonitor()
+        self.overhead_seconds = 0.0
+        self._active = True
+        self._fields: dict[str, Any] = {}
+        self._began: float | None = None
+        self._steps_at_begin = 0
+        self._samples_per_step = 1
+        self._last_step_time: float | None = None
+        self._step_seconds: float | None = None  # moving average
+        self._loss: float | None = None
+        self._terminal = False
+        self._trainer_state: TrainerState | None = None  # the latest, for a failure's figures
+
+    # --- hooks -------------------------------------------------------------------------
+
+    @_timed
+    def on_train_begin(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
+        self._active = state.is_world_process_zero
+        if not self._active:
+            return
+        self._began = self._last_step_time = time.monotonic()
+        self._steps_at_begin = state.global_step
+        self._samples_per_step = (
+            args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size
+        )
+        self._fields.update(
+            total_steps=state.max_steps,
+            total_epochs=_whole(state.num_train_epochs or args.num_train_epochs),
+        )
+        self.start()
+
+    @_timed
+    def on_step_end(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
+        if not self._active:
+            return
+        self._trainer_state = state
+        now = time.monotonic()
+        if self._last_step_time is not None:
+            took = now - self._last_step_time
+            self._step_seconds = (
+                took if self._step_seconds is None else 0.9 * self._step_seconds + 0.1 * took
+            )
+        self._last_step_time = now
+        if self.writer.due():
+            self._write(state)
+
+    @_timed
+    def on_log(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        logs: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if not self._active or not logs:
+            return
+        if "loss" in logs:
+            self._loss = logs["loss"]
+            self._fields["loss"] = logs["loss"]
+        if "learning_rate" in logs:
+            self._fields["learning_rate"] = logs["learning_rate"]
+        if "eval_loss" in logs:  # Trainer.evaluate logs its metrics too
+            self._fields["eval_loss"] = logs["eval_loss"]
+        self._history(state, logs)
+        self._write(state)
+
+    @_timed
+    def on_evaluate(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        metrics: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if not self._active or not metrics:
+            return
+        if "eval_loss" in metrics:
+            self._fields["eval_loss"] = metrics["eval_loss"]
+        self._write(state)
+
+    @_timed
+    def on_train_end(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
+        if not self._active or self._terminal:
+            return
+        self._fields.update(self._progress_fields(state))
+        self._fields.update(progress=100.0, eta_seconds=0)
+        self.finish("completed", final_loss=self._loss)
+
+    # --- outside the hooks ---------------------------------------------------------------
+
+    def start(self) -> None:
+        """Write a first ``running`` state at once (before the model is even built, if called then)."""
+        if not self._active:
+            return
+        self._fields.setdefault("started_at", _now_iso())
+        self._fields.setdefault("progress", 0.0)
+        self._fields.setdefault("current_step", 0)
+        self._emit("running", force=True)
+
+    def finish(self, status: str, **fields: Any) -> None:
+        """Write a terminal state (``completed``, ``failed``, ``cancelled``) at once."""
+        if not self._active or self._terminal:
+            return
+        self._terminal = True
+        if self._trainer_state is not None and status != "completed":
+            self._fields.update(self._progress_fields(self._trainer_state))
+            self._fields.pop("eta_seconds", None)
+        self._fields.update(fields)
+        self._emit(status, force=True)
+
+    @contextmanager
+    def guard(self) -> Iterator[ProgressCallback]:
+        """Write ``failed`` (with the error) or ``cancelled`` if the body raises, then re-raise."""
+        try:
+            yield self
+        except (Cancelled, KeyboardInterrupt):
+            self.finish("cancelled")
+            raise
+        except BaseException as e:
+            self.finish("failed", error=f"{type(e).__name__}: {e}", final_loss=self._loss)
+            raise
+
+    # --- inside --------------------------------------------------------------------------
+
+    def _progress_fields(self, state: TrainerState) -> dict[str, Any]:
+        step = state.global_step
+        total = state.max_steps or 0
+        fields: dict[str, Any] = {
+            "current_step": step,
+            "progress": round(min(100.0, 100.0 * step / total), 2) if total else None,
+        }
+        if state.epoch is not None:
+            total_epochs = self._fields.get("total_epochs") or math.inf
+            fields["current_epoch"] = min(int(state.epoch) + 1, total_epochs)
+        if self._step_seconds:
+            fields["samples_per_second"] = round(self._samples_per_step / self._step_seconds, 2)
+        if self._began is not None and total:
+            done = step - self._steps_at_begin
+            if done > 0:
+                per_step = (time.monotonic() - self._began) / done
+                fields["eta_seconds"] = round(per_step * max(0, total - step), 1)
+        return fields
+
+    def _write(self, state: TrainerState) -> None:
+        self._fields.update(self._progress_fields(state))
+        self._emit("running")
+
+    def _emit(self, status: str, *, force: bool = False) -> None:
+        document = {
+            "job_id": self.job_id,
+            "status": status,
+            **self._fields,
+            **self.gpu.sample(),
+            "pid": os.getpid(),
+            "hostname": socket.gethostname(),
+            "timestamp": _now_iso(),
+        }
+        self.writer.write(document, force=force)
+
+    def _history(self, state: TrainerState, logs: dict[str, Any]) -> None:
+        entry = {"step": state.global_step, "epoch": state.epoch, "timestamp": _now_iso()}
+        entry.update({k: v for k, v in logs.items() if isinstance(v, int | float)})
+        self.writer.append_history(entry)
+
+
+def _whole(value: float) -> int | float:
+    return int(value) if float(value).is_integer() else value

@@ -1,0 +1,244 @@
+"""``standalone-trainer``: fine-tune a causal LM and write live progress for the sidecar."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from sidecar.layout import is_valid_job_id
+
+logger = logging.getLogger(__name__)
+
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from e
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from e
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="standalone-trainer",
+        description=(
+            "Fine-tune a causal language model with transformers.Trainer and write live progress "
+            "to <jobs-root>/<job-id>/progress.json (and metrics.jsonl) for progress-sidecar. "
+            "Uses the GPU when there is one. Exit status: 0 completed, 1 failed, "
+            "130/143 cancelled by SIGINT/SIGTERM, 2 bad arguments."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument(
+        "--jobs-root", type=Path, required=True, metavar="DIR", help="where job directories live"
+    )
+    parser.add_argument(
+        "--job-id", required=True, metavar="ID", help="the job's id: its directory under the root"
+    )
+    parser.add_argument(
+        "--model",
+        default="tiny",
+        help="a local Hugging Face causal-LM directory, or 'tiny': a small GPT-2-style model "
+        "built from a config with a tokenizer trained on the data (offline, seconds on a CPU)",
+    )
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="training text: a text file (one sample per line) or JSONL with a 'text' field "
+        "(default: a small corpus shipped with the package)",
+    )
+    parser.add_argument("--epochs", type=_positive_float, default=3.0, help="training epochs")
+    parser.add_argument(
+        "--max-steps",
+        type=_positive_int,
+        default=None,
+        help="stop after this many steps (overrides --epochs)",
+    )
+    parser.add_argument("--batch-size", type=_positive_int, default=8, help="per-device batch size")
+    parser.add_argument("--lr", type=_positive_float, default=5e-4, help="peak learning rate")
+    parser.add_argument(
+        "--eval-steps", type=_positive_int, default=20, help="evaluate every N steps"
+    )
+    parser.add_argument(
+        "--logging-steps",
+        type=_positive_int,
+        default=2,
+        help="log loss (and append to metrics.jsonl) every N steps",
+    )
+    parser.add_argument(
+        "--progress-interval",
+        type=_positive_float,
+        default=0.5,
+        metavar="SECONDS",
+        help="at most one progress.json write per this many seconds (first and final states: at once)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="random seed")
+    parser.add_argument(
+        "--fail-at-step",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="raise an error at step N, to show (and test) how a failed run looks",
+    )
+    return parser
+
+
+def _validate(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Every check that can fail before anything is written."""
+    if not is_valid_job_id(args.job_id):
+        parser.error(f"invalid job id {args.job_id!r}: want [A-Za-z0-9][A-Za-z0-9._-]{{0,127}}")
+    if args.jobs_root.exists() and not args.jobs_root.is_dir():
+        parser.error(f"--jobs-root {args.jobs_root} is not a directory")
+    if args.data is not None and not args.data.is_file():
+        parser.error(f"--data {args.data}: no such file")
+    if args.model != "tiny":
+        from trainer.model import is_model_dir
+
+        if not is_model_dir(Path(args.model)):
+            parser.error(
+                f"--model {args.model}: not a Hugging Face model directory (no config.json); or use 'tiny'"
+            )
+    from trainer.corpus import default_corpus, load_texts
+
+    try:
+        args.texts = load_texts(args.data or default_corpus())
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        parser.error(f"--data: {e}")
+
+
+@contextmanager
+def _cancel_on_signals() -> Iterator[None]:
+    """SIGTERM and SIGINT raise Cancelled in the training loop while this is open."""
+    from trainer.callback import Cancelled
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise Cancelled(signal.Signals(signum).name)
+
+    previous = {
+        signum: signal.signal(signum, handler) for signum in (signal.SIGTERM, signal.SIGINT)
+    }
+    try:
+        yield
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Train; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _validate(parser, args)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+    from trainer.callback import Cancelled, ProgressCallback
+
+    job_dir = args.jobs_root / args.job_id
+    progress = ProgressCallback(job_dir, job_id=args.job_id, min_interval=args.progress_interval)
+    try:
+        with _cancel_on_signals(), progress.guard():
+            progress.start()
+            _train(args, progress)
+    except Cancelled as e:
+        logger.warning("job %s: cancelled by %s", args.job_id, e)
+        return 128 + signal.Signals[str(e)].value
+    except Exception as e:
+        logger.error("job %s: failed: %s", args.job_id, e, exc_info=True)
+        return EXIT_FAILED
+    logger.info("job %s: completed; progress in %s", args.job_id, job_dir)
+    return 0
+
+
+def _train(args: argparse.Namespace, progress: Any) -> None:
+    import torch
+    from transformers import Trainer, TrainingArguments
+
+    from trainer.corpus import BlockDataset
+    from trainer.model import build_tiny, load_local
+
+    lm = (
+        build_tiny(args.texts, seed=args.seed)
+        if args.model == "tiny"
+        else load_local(Path(args.model))
+    )
+    ids = lm.encode(args.texts)
+    dataset = BlockDataset(ids, lm.block_size)
+    held_out = max(1, len(dataset) // 10)
+    train_set, eval_set = torch.utils.data.random_split(
+        dataset,
+        [len(dataset) - held_out, held_out],
+        generator=torch.Generator().manual_seed(args.seed),
+    )
+    callbacks: list[Any] = [progress]
+    if args.fail_at_step:
+        callbacks.append(_fail_at_step(args.fail_at_step))
+    with tempfile.TemporaryDirectory(prefix="standalone-trainer-") as output_dir:
+        training_args = TrainingArguments(
+            output_dir=output_dir,
+            num_train_epochs=args.epochs,
+            max_steps=args.max_steps or -1,
+            per_device_train_batch_size=args.batch_size,
+            per_device_eval_batch_size=args.batch_size,
+            learning_rate=args.lr,
+            warmup_steps=0,
+            logging_steps=args.logging_steps,
+            eval_strategy="steps",
+            eval_steps=args.eval_steps,
+            save_strategy="no",
+            report_to="none",
+            disable_tqdm=True,
+            use_cpu=not torch.cuda.is_available(),
+            seed=args.seed,
+            dataloader_num_workers=0,
+        )
+        trainer = Trainer(
+            model=lm.model,
+            args=training_args,
+            train_dataset=train_set,
+            eval_dataset=eval_set,
+            callbacks=callbacks,
+        )
+        trainer.train()
+
+
+def _fail_at_step(step: int) -> Any:
+    """A callback that fails the run on purpose (--fail-at-step)."""
+    from transformers import TrainerCallback
+
+    class FailAtStep(TrainerCallback):
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            if state.global_step >= step:
+                raise RuntimeError(f"injected failure at step {state.global_step} (--fail-at-step)")
+
+    return FailAtStep()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
