@@ -39,6 +39,7 @@ def create_app(settings: Settings) -> web.Application:
         max_file_bytes=settings.max_file_bytes,
         watch_step_ms=settings.watch_step_ms,
     )
+    hub.history_source = app[WATCHER].load_history
     app.router.add_get("/ws/training/{job_id}", ws.training_socket)
     app.add_routes(rest.routes)
     app.cleanup_ctx.append(_background_tasks)

@@ -60,6 +60,7 @@ _OPTIONS: list[tuple[str, Callable[[str], Any], str | None, str]] = [
     ("--rescan-interval", _positive(float), "SECONDS", "seconds between two scans that catch what inotify may have missed"),
     ("--max-file-bytes", _positive(int), "BYTES", "larger progress files are refused and the last good state kept"),
     ("--send-timeout", _positive(float), "SECONDS", "a client that takes no data for this long is dropped"),
+    ("--max-history", _positive(int), "N", "history entries (metrics.jsonl lines) kept per job; the oldest go first"),
     ("--watch-step-ms", _positive(int), "MS", "inotify batching: quiet time that ends a batch of events; lower is faster but costs more idle CPU (see docs/benchmarks.md)"),
 ]  # fmt: skip
 

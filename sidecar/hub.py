@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from sidecar.codec import JSONObject, encode
+from sidecar.history import DEFAULT_MAX_ENTRIES, HistoryLog
 from sidecar.patch import json_equal, merge_patch
 from sidecar.state import JobState
 
@@ -67,6 +68,11 @@ class Version:
         # A client that skipped states: its own patch, built once for it.
         return encode(self._envelope("patch", merge_patch(since.body, self.body)))
 
+    def log_frame(self, entries: list[bytes], *, reset: bool = False) -> bytes:
+        """A ``log`` message carrying history entries (already encoded), at this version."""
+        head = encode(self._envelope("log", {"reset": True} if reset else {}))
+        return b"".join((head[:-1], b',"entries":[', b",".join(entries), b"]}"))
+
     def _envelope(self, kind: str, fields: JSONObject) -> JSONObject:
         message: JSONObject = {
             "type": kind,
@@ -81,13 +87,14 @@ class Version:
 class Subscription:
     """One client's view of one job."""
 
-    __slots__ = ("_channel", "_wake", "full")
+    __slots__ = ("_channel", "_wake", "full", "history")
 
-    def __init__(self, channel: _Channel, *, full: bool) -> None:
+    def __init__(self, channel: _Channel, *, full: bool, history: bool) -> None:
         self._channel = channel
         self._wake = asyncio.Event()
         self._wake.set()
         self.full = full
+        self.history = history
 
     @property
     def job_id(self) -> str:
@@ -97,6 +104,11 @@ class Subscription:
     def version(self) -> Version | None:
         """The job's latest version; None once the job is removed."""
         return None if self._channel.removed else self._channel.version
+
+    @property
+    def history_log(self) -> HistoryLog | None:
+        """The job's history, once a source has loaded it."""
+        return self._channel.history
 
     async def wait(self) -> None:
         """Return once there may be a newer version (or the job is gone) than at the last call."""
@@ -109,7 +121,7 @@ class Subscription:
 
 
 class _Channel:
-    __slots__ = ("job_id", "removed", "state", "subscribers", "version")
+    __slots__ = ("history", "job_id", "removed", "state", "subscribers", "version")
 
     def __init__(self, job_id: str, state: JobState, version: Version) -> None:
         self.job_id = job_id
@@ -117,6 +129,7 @@ class _Channel:
         self.version = version
         self.subscribers: set[Subscription] = set()
         self.removed = False
+        self.history: HistoryLog | None = None
 
 
 class JobHub:
@@ -125,14 +138,26 @@ class JobHub:
     Args:
         max_clients: subscriptions allowed in all.
         max_clients_per_job: subscriptions allowed on one job.
+        max_history: history entries kept per job (the oldest go first).
     """
 
-    def __init__(self, *, max_clients: int = 1000, max_clients_per_job: int = 10) -> None:
+    def __init__(
+        self,
+        *,
+        max_clients: int = 1000,
+        max_clients_per_job: int = 10,
+        max_history: int = DEFAULT_MAX_ENTRIES,
+    ) -> None:
         self._channels: dict[str, _Channel] = {}
         self._seq = itertools.count(1)
         self._clients = 0
         self.max_clients = max_clients
         self.max_clients_per_job = max_clients_per_job
+        self.max_history = max_history
+        self.history_source: Callable[[str], None] | None = None
+        """Called with a job id the first time someone asks for that job's history, so that a
+        source can load it lazily (with ``extend_history``); histories nobody asks for cost
+        nothing."""
 
     def __len__(self) -> int:
         return len(self._channels)
@@ -180,7 +205,33 @@ class JobHub:
         for subscription in channel.subscribers:
             subscription.wake()
 
-    def subscribe(self, job_id: str, *, full: bool = False) -> Subscription:
+    def history(self, job_id: str) -> HistoryLog | None:
+        """A job's history, loaded from its source at the first call; None for an unknown job."""
+        channel = self._channels.get(job_id)
+        if channel is None:
+            return None
+        if channel.history is None and self.history_source is not None:
+            self.history_source(job_id)
+        return channel.history
+
+    def extend_history(self, job_id: str, entries: list[bytes], *, reset: bool = False) -> None:
+        """Append entries to a job's history (or replace it, with ``reset``); readers are told."""
+        channel = self._channels.get(job_id)
+        if channel is None:
+            return
+        if channel.history is None:
+            channel.history = HistoryLog(max_entries=self.max_history)
+        if reset:
+            channel.history.reset(entries)
+        elif entries:
+            channel.history.extend(entries)
+        else:
+            return
+        for subscription in channel.subscribers:
+            if subscription.history:
+                subscription.wake()
+
+    def subscribe(self, job_id: str, *, full: bool = False, history: bool = False) -> Subscription:
         """Follow a job.
 
         Raises:
@@ -194,7 +245,9 @@ class JobHub:
             raise TooManyClients("too many clients")
         if len(channel.subscribers) >= self.max_clients_per_job:
             raise TooManyClients("too many clients for this job")
-        subscription = Subscription(channel, full=full)
+        if history:
+            self.history(job_id)  # loads it, so that the first log message holds it all
+        subscription = Subscription(channel, full=full, history=history)
         channel.subscribers.add(subscription)
         self._clients += 1
         return subscription

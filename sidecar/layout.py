@@ -12,6 +12,8 @@ from typing import NamedTuple
 JOB_ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}"
 _JOB_ID_RE = re.compile(JOB_ID_PATTERN)
 PLACEHOLDER = "{job_id}"
+HISTORY_FILE = "metrics.jsonl"
+"""A job's metrics history lies beside its progress file under this name."""
 
 
 def is_valid_job_id(job_id: str) -> bool:
@@ -86,6 +88,10 @@ class JobLayout:
         assert is_valid_job_id(job_id), job_id
         return self.root / self.pattern.replace(PLACEHOLDER, job_id)
 
+    def history_for(self, job_id: str) -> Path:
+        """The job's metrics history, beside its progress file."""
+        return self.file_for(job_id).with_name(HISTORY_FILE)
+
     def dir_for(self, job_id: str) -> Path | None:
         """The job directory, when the pattern has one."""
         assert is_valid_job_id(job_id), job_id
@@ -100,6 +106,20 @@ class JobLayout:
             return None
         match = self._job_re.fullmatch(path[len(prefix) :])
         return match.group("job_id") if match else None
+
+    def role_of(self, path: str) -> tuple[str, str] | None:
+        """The job a changed path concerns and what it is to that job: ``progress`` (its file),
+        ``history`` (its metrics.jsonl), ``dir`` (its directory) or ``other``."""
+        job_id = self.job_of(path)
+        if job_id is None:
+            return None
+        if path == str(self.file_for(job_id)):
+            return job_id, "progress"
+        if path == str(self.history_for(job_id)):
+            return job_id, "history"
+        if path == str(self.dir_for(job_id)):
+            return job_id, "dir"
+        return job_id, "other"
 
     def scan(self) -> dict[str, JobEntry]:
         """Every job under the root, by stat alone (no file is opened). Blocking."""

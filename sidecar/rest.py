@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from sidecar.codec import encode
 from sidecar.keys import HUB, SETTINGS, WATCHER
 from sidecar.layout import is_valid_job_id
 
@@ -34,6 +35,21 @@ async def get_job(request: web.Request) -> web.Response:
     if version is None:
         return json_error(404, "unknown job")
     return web.Response(body=version.snapshot_frame(), content_type="application/json")
+
+
+@routes.get("/api/jobs/{job_id}/history")
+async def get_history(request: web.Request) -> web.Response:
+    """Every history entry (metrics.jsonl) of one job kept so far."""
+    job_id = request.match_info["job_id"]
+    if not is_valid_job_id(job_id):
+        return json_error(400, "invalid job id")
+    hub = request.app[HUB]
+    if job_id not in hub:
+        return json_error(404, "unknown job")
+    log = hub.history(job_id)
+    entries = list(log.entries) if log is not None else []
+    body = b"".join((encode({"job_id": job_id})[:-1], b',"entries":[', b",".join(entries), b"]}"))
+    return web.Response(body=body, content_type="application/json")
 
 
 @routes.get("/healthz")

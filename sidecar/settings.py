@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from sidecar.history import DEFAULT_MAX_ENTRIES
 from sidecar.reader import DEFAULT_MAX_BYTES
 from sidecar.watcher import DEFAULT_WATCH_STEP_MS
 
@@ -27,3 +28,4 @@ class Settings:
     send_timeout: float = 10.0
     heartbeat: float = 20.0
     watch_step_ms: int = DEFAULT_WATCH_STEP_MS
+    max_history: int = DEFAULT_MAX_ENTRIES

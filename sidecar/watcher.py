@@ -13,6 +13,7 @@ from pathlib import Path
 from watchfiles import awatch
 
 from sidecar import state as job_state
+from sidecar.history import HistoryTail
 from sidecar.hub import JobHub
 from sidecar.layout import FileSignature, JobLayout
 from sidecar.reader import Document, Missing, Unreadable, read_progress
@@ -69,6 +70,7 @@ class FileWatcher:
         self._seen: dict[str, FileSignature | None] = {}
         self._retries: dict[str, asyncio.TimerHandle] = {}
         self._reported: dict[str, str] = {}
+        self._tails: dict[str, HistoryTail] = {}
         self.root_present = False
         self.ready = asyncio.Event()
         """Set once the jobs on disk at start are known, or the root is found missing."""
@@ -112,6 +114,25 @@ class FileWatcher:
                 self.refresh(job_id)
         for job_id in [job_id for job_id in self._seen if job_id not in found]:
             self.refresh(job_id)
+        for job_id in list(self._tails):
+            self.tail_history(job_id)
+
+    def load_history(self, job_id: str) -> None:
+        """Start following a job's metrics.jsonl: read it all now, then what is appended."""
+        if job_id in self._tails or job_id not in self.hub:
+            return
+        self._tails[job_id] = HistoryTail(self.layout.history_for(job_id), job_id)
+        entries, _ = self._tails[job_id].read()
+        self.hub.extend_history(job_id, entries, reset=True)
+
+    def tail_history(self, job_id: str) -> None:
+        """Hand what was appended to a followed job's metrics.jsonl to the hub."""
+        tail = self._tails.get(job_id)
+        if tail is None:
+            return
+        entries, reset = tail.read()
+        if entries or reset:
+            self.hub.extend_history(job_id, entries, reset=reset)
 
     def refresh(self, job_id: str, *, attempt: int = 0) -> None:
         """Read one job's file now and publish what it holds."""
@@ -152,6 +173,7 @@ class FileWatcher:
         if dir_mtime is None:
             self._seen.pop(job_id, None)
             self._reported.pop(job_id, None)
+            self._tails.pop(job_id, None)
             if current is not None:
                 logger.info("job %s: removed", job_id)
                 self.hub.remove(job_id)
@@ -203,12 +225,20 @@ class FileWatcher:
                 recursive=True,
             ):
                 jobs: set[str] = set()
+                histories: set[str] = set()
                 for _change, path in changes:
-                    job_id = self.layout.job_of(path)
-                    if job_id is not None:
-                        jobs.add(job_id)
-                    elif path == root:
-                        stop.set()
+                    match self.layout.role_of(path):
+                        case (job_id, "progress" | "dir"):
+                            jobs.add(job_id)
+                        case (job_id, "history"):
+                            histories.add(job_id)
+                        case None if path == root:
+                            stop.set()
+                    # Anything else in a job directory (a writer's temp file...) changes nothing.
+                # History first: a trainer appends its last entries before its final state,
+                # and a client should get them before the close that follows that state.
+                for job_id in histories:
+                    self.tail_history(job_id)
                 for job_id in jobs:
                     self.refresh(job_id)
         finally:

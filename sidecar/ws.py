@@ -35,7 +35,8 @@ async def training_socket(request: web.Request) -> web.WebSocketResponse:
     await ws.prepare(request)
     job_id = request.match_info["job_id"]
     fmt = request.query.get("format", "patch")
-    subscription = _subscribe(hub, job_id, fmt)
+    history = request.query.get("history", "0")
+    subscription = _subscribe(hub, job_id, fmt, history)
     if isinstance(subscription, tuple):
         code, reason = subscription
         await ws.close(code=code, message=reason.encode())
@@ -64,13 +65,15 @@ async def _read_until_closed(ws: web.WebSocketResponse, subscription: Subscripti
         subscription.wake()
 
 
-def _subscribe(hub: JobHub, job_id: str, fmt: str) -> Subscription | tuple[int, str]:
+def _subscribe(hub: JobHub, job_id: str, fmt: str, history: str) -> Subscription | tuple[int, str]:
     if not is_valid_job_id(job_id):
         return CLOSE_INVALID, "invalid job id"
     if fmt not in ("patch", "full"):
         return CLOSE_INVALID, "invalid format: use patch or full"
+    if history not in ("0", "1"):
+        return CLOSE_INVALID, "invalid history: use 0 or 1"
     try:
-        return hub.subscribe(job_id, full=fmt == "full")
+        return hub.subscribe(job_id, full=fmt == "full", history=history == "1")
     except UnknownJob:
         return CLOSE_UNKNOWN, "unknown job"
     except TooManyClients as e:
@@ -86,6 +89,7 @@ async def _send_updates(
 ) -> None:
     """Send each new version (the latest only, when the client lags) until the end."""
     sent: Version | None = None
+    history = _HistoryCursor() if subscription.history else None
     while True:
         await subscription.wait()
         if reader.done():
@@ -94,31 +98,74 @@ async def _send_updates(
         if version is None:
             await ws.close(code=CLOSE_UNKNOWN, message=b"job removed")
             return
-        if sent is not None and version.seq == sent.seq:
-            continue
-        if sent is None or subscription.full:
-            frame = version.snapshot_frame()
-        else:
-            frame = version.patch_frame(sent)
-        try:
-            async with asyncio.timeout(send_timeout):
-                await ws.send_frame(frame, WSMsgType.TEXT)
-        except TimeoutError:
-            logger.warning(
-                "job %s: client %s read nothing for %.1f s; dropping it",
-                subscription.job_id,
-                request.remote,
-                send_timeout,
+        frames: list[bytes] = []
+        if sent is None:
+            frames.append(version.snapshot_frame())
+            sent = version
+        if history is not None and (log := history.frame(subscription, at=sent)) is not None:
+            frames.append(log)
+        if version.seq != sent.seq:
+            frames.append(
+                version.snapshot_frame() if subscription.full else version.patch_frame(sent)
             )
-            if request.transport is not None:
-                request.transport.abort()
-            return
-        except ConnectionError:
-            return
+        for frame in frames:
+            if not await _send(request, ws, subscription, frame, send_timeout):
+                return
         sent = version
         if version.complete:
             await ws.close(code=WSCloseCode.OK, message=b"job complete")
             return
+
+
+class _HistoryCursor:
+    """What of a job's history one connection has sent."""
+
+    def __init__(self) -> None:
+        self.generation: int | None = None
+        self.seen = 0
+
+    def frame(self, subscription: Subscription, *, at: Version) -> bytes | None:
+        """A log message with what this connection has not had yet; always one at the start."""
+        log = subscription.history_log
+        if log is None:
+            if self.generation is not None:
+                return None
+            self.generation = -1
+            return at.log_frame([])
+        if log.generation != self.generation:
+            reset = self.generation is not None
+            self.generation, self.seen = log.generation, log.total
+            return at.log_frame(list(log.entries), reset=reset)
+        if log.total == self.seen:
+            return None
+        entries, self.seen = log.since(self.seen), log.total
+        return at.log_frame(entries)
+
+
+async def _send(
+    request: web.Request,
+    ws: web.WebSocketResponse,
+    subscription: Subscription,
+    frame: bytes,
+    send_timeout: float,
+) -> bool:
+    """Send one frame; False when the connection is gone or was dropped for not reading."""
+    try:
+        async with asyncio.timeout(send_timeout):
+            await ws.send_frame(frame, WSMsgType.TEXT)
+    except TimeoutError:
+        logger.warning(
+            "job %s: client %s read nothing for %.1f s; dropping it",
+            subscription.job_id,
+            request.remote,
+            send_timeout,
+        )
+        if request.transport is not None:
+            request.transport.abort()
+        return False
+    except ConnectionError:
+        return False
+    return True
 
 
 async def close_all(sockets: set[web.WebSocketResponse], *, timeout: float) -> None:

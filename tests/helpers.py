@@ -67,6 +67,7 @@ class StreamClient:
         self.ws = ws
         self.messages: list[dict[str, Any]] = []
         self.state: dict[str, Any] | None = None
+        self.history: list[dict[str, Any]] | None = None
         self.close_code: int | None = None
 
     async def next(self, timeout: float = DEADLINE) -> dict[str, Any] | None:
@@ -83,8 +84,19 @@ class StreamClient:
         assert message.type == aiohttp.WSMsgType.TEXT, message
         data = json.loads(message.data)
         assert isinstance(data, dict)
-        if self.messages:
-            assert data["seq"] > self.messages[-1]["seq"], "seq must increase"
+        states = [m for m in self.messages if m["type"] != "log"]
+        if data["type"] == "log":
+            # A log message carries the seq of the last state sent before it.
+            assert states and data["seq"] == states[-1]["seq"], "log seq must be the last state's"
+            self.history = (
+                data["entries"]
+                if data.get("reset") or self.history is None
+                else self.history + data["entries"]
+            )
+            self.messages.append(data)
+            return data
+        if states:
+            assert data["seq"] > states[-1]["seq"], "seq must increase"
         self.messages.append(data)
         if data["type"] == "snapshot":
             self.state = state_of(data)
