@@ -79,6 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
             "The sidecar only reads the jobs root."
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        epilog="progress-sidecar tail JOB_ID [--url URL]: show one job live in the terminal "
+        "(see progress-sidecar tail --help).",
     )
     parser.add_argument(
         "--root",
@@ -150,8 +152,13 @@ async def serve(settings: Settings) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the sidecar; returns the exit status."""
-    settings, log_level = parse_settings(argv)
+    """Run the sidecar (or ``tail``, the terminal client); returns the exit status."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["tail"]:
+        from sidecar import tail
+
+        return tail.main(args[1:])
+    settings, log_level = parse_settings(args)
     logging.basicConfig(
         level=log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
