@@ -1,154 +1,100 @@
 #!/usr/bin/env python3
-"""Show the sidecar at work: start it on a jobs root, run a job there, print what a client sees.
+"""The sidecar with real training: two tiny fine-tuning runs, one of them failing part-way.
 
-The job is simulated (it writes progress.json the way a trainer does, atomically, a few times a
-second); the point is the stream: one snapshot, then small patches, each a few ms after its
-write, then the completion message and the close.
+Starts the sidecar on a jobs root, starts two real training jobs (standalone-trainer, a tiny
+GPT-2-style model, on the GPU if there is one, else the CPU), shows one of them live in the
+terminal as `progress-sidecar tail` does, and prints the URLs to follow them with. It then keeps
+serving until Ctrl-C; with --once it exits when both jobs have ended: 0 when the first completed
+and the second failed, as they should.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import math
-import os
 import re
 import signal
 import sys
-import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
-import aiohttp
+from sidecar.tail import tail
 
 URL_LINE = re.compile(r"listening on (http://\S+)")
-SHOWN = (
-    "status",
-    "current_step",
-    "progress",
-    "loss",
-    "eval_loss",
-    "eta_seconds",
-    "final_loss",
-    "complete",
-)
 
 
-def write_atomic(path: Path, state: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(state))
-    os.replace(tmp, path)
-
-
-async def run_job(
-    file: Path, job_id: str, *, steps: int, interval: float, written: dict[int, float]
-) -> None:
-    """Write a plausible fine-tuning run's progress, step by step."""
-    started = time.time()
-    eval_loss = None
-    for step in range(1, steps + 1):
-        loss = 2.5 * math.exp(-step / (steps / 3)) + 0.1
-        state: dict[str, Any] = {
-            "job_id": job_id,
-            "status": "running",
-            "progress": round(100 * step / steps, 1),
-            "current_epoch": 1 + 3 * (step - 1) // steps,
-            "total_epochs": 3,
-            "current_step": step,
-            "total_steps": steps,
-            "loss": round(loss, 4),
-            "samples_per_second": round(8 / interval, 1),
-            "eta_seconds": round((steps - step) * interval, 1),
-            "timestamp": datetime.now(UTC)
-            .isoformat(timespec="milliseconds")
-            .replace("+00:00", "Z"),
-        }
-        if step % 10 == 0:
-            eval_loss = round(loss * 0.9, 4)
-        if eval_loss is not None:
-            state["eval_loss"] = eval_loss
-        written[step] = time.time()
-        write_atomic(file, state)
-        await asyncio.sleep(interval)
-    write_atomic(
-        file,
-        {
-            "job_id": job_id,
-            "status": "completed",
-            "complete": True,
-            "progress": 100.0,
-            "current_step": steps,
-            "total_steps": steps,
-            "final_loss": round(2.5 * math.exp(-3) + 0.1, 4),
-            "elapsed_seconds": round(time.time() - started, 1),
-            "timestamp": datetime.now(UTC)
-            .isoformat(timespec="milliseconds")
-            .replace("+00:00", "Z"),
-        },
-    )
-
-
-async def watch_job(url: str, written: dict[int, float]) -> int | None:
-    """Follow the job as a frontend would and print each message as it arrives."""
-    async with aiohttp.ClientSession() as session, session.ws_connect(url) as ws:
-        async for message in ws:
-            data = json.loads(message.data)
-            received = time.time()
-            fields = " ".join(f"{k}={data[k]}" for k in SHOWN if k in data)
-            late = ""
-            if data.get("current_step") in written:
-                late = (
-                    f" ({(received - written[data['current_step']]) * 1000:.1f} ms after the write)"
-                )
-            print(f"{data['type']:>8} seq={data['seq']:<4} {fields}{late}", flush=True)
-        return ws.close_code
-
-
-async def demo(root: Path, port: int, steps: int, interval: float, keep: bool) -> int:
-    job_id = datetime.now(UTC).strftime("demo-%Y%m%d-%H%M%S")
-    job_dir = root / job_id
-    job_dir.mkdir(parents=True)
-    sidecar = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "sidecar", "--root", str(root), "--port", str(port),
+async def start_sidecar(root: Path, port: int) -> tuple[asyncio.subprocess.Process, str]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "sidecar", "--root", str(root), "--port", str(port), "--log-level", "warning",
         stdout=asyncio.subprocess.PIPE,
     )  # fmt: skip
-    assert sidecar.stdout is not None
-    line = (await asyncio.wait_for(sidecar.stdout.readline(), 20)).decode()
+    assert process.stdout is not None
+    line = (await asyncio.wait_for(process.stdout.readline(), 30)).decode()
     match = URL_LINE.search(line)
     if not match:
-        print(f"the sidecar did not start: {line.strip() or 'no output'}", file=sys.stderr)
-        return 1
-    base = match.group(1)
-    ws_url = base.replace("http", "ws", 1) + f"/ws/training/{job_id}"
-    print(f"sidecar at {base}, watching {root}")
-    print(f"job {job_id}: follow it with any WebSocket client at {ws_url}\n")
+        await process.wait()
+        raise SystemExit(f"the sidecar did not start: {line.strip() or 'no output'}")
+    return process, match.group(1)
+
+
+async def start_job(root: Path, job_id: str, *extra: str) -> asyncio.subprocess.Process:
+    (root / job_id).mkdir(parents=True)
+    log = open(root / job_id / "trainer.log", "wb")  # noqa: SIM115 (the child process writes to it)
     try:
-        written: dict[int, float] = {}
-        watcher = asyncio.create_task(watch_job(ws_url, written))
-        await asyncio.sleep(0.3)  # let the client see the job pending first
-        write_atomic(
-            job_dir / "progress.json", {"job_id": job_id, "status": "running", "progress": 0.0}
+        return await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "trainer", "--jobs-root", str(root), "--job-id", job_id,
+            "--progress-interval", "0.25", *extra,
+            stdout=log, stderr=asyncio.subprocess.STDOUT,
+        )  # fmt: skip
+    finally:
+        log.close()
+
+
+async def demo(root: Path, port: int, steps: int, once: bool) -> int:
+    root.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    good, bad = f"demo-{stamp}-ok", f"demo-{stamp}-fails"
+    sidecar, url = await start_sidecar(root, port)
+    jobs: list[asyncio.subprocess.Process] = []
+    try:
+        ws = url.replace("http", "ws", 1)
+        print(f"sidecar at {url}, watching {root}")
+        jobs.append(
+            await start_job(
+                root, good, "--max-steps", str(steps), "--eval-steps", str(max(5, steps // 10))
+            )
         )
-        await run_job(
-            job_dir / "progress.json", job_id, steps=steps, interval=interval, written=written
+        jobs.append(
+            await start_job(
+                root, bad, "--max-steps", str(steps), "--fail-at-step", str(max(2, steps // 3))
+            )
         )
-        code = await asyncio.wait_for(watcher, 10)
-        print(f"\nthe job completed; the sidecar closed the stream with code {code}")
-        print(f"REST fallback: curl {base}/api/jobs/{job_id}")
-        if keep:
-            print(f"the sidecar keeps running at {base}; Ctrl-C to stop")
+        print(f"two training jobs: {good} (runs to the end) and {bad} (fails at a third)")
+        print(f"  live stream:   {ws}/ws/training/{good}?history=1")
+        print(
+            f"  REST:          {url}/api/jobs   {url}/api/jobs/{good}   {url}/api/jobs/{good}/history"
+        )
+        print(f"  in a terminal: progress-sidecar tail {bad} --url {url}\n")
+        tailed = await tail(url, good, out=sys.stdout)
+        codes = [await job.wait() for job in jobs]
+        print(
+            f"\n{good}: trainer exited {codes[0]}; {bad}: trainer exited {codes[1]} (its error is in {url}/api/jobs/{bad})"
+        )
+        ok = tailed == 0 and codes[0] == 0 and codes[1] == 1
+        if not once:
+            print(f"the sidecar keeps serving at {url}; Ctrl-C to stop")
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
             for signum in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(signum, stop.set)
             await stop.wait()
-        return 0 if code == 1000 else 1
+        return 0 if ok else 1
     finally:
-        sidecar.terminate()
-        await sidecar.wait()
+        for process in [*jobs, sidecar]:
+            if process.returncode is None:
+                process.terminate()
+                await process.wait()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -159,13 +105,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--port", type=int, default=8765, help="the sidecar's port (0: any free one)"
     )
-    parser.add_argument("--steps", type=int, default=40, help="training steps to simulate")
-    parser.add_argument("--interval", type=float, default=0.25, help="seconds per step")
-    parser.add_argument(
-        "--keep", action="store_true", help="keep the sidecar running after the job"
-    )
+    parser.add_argument("--steps", type=int, default=400, help="training steps per job")
+    parser.add_argument("--once", action="store_true", help="exit when both jobs have ended")
     args = parser.parse_args(argv)
-    return asyncio.run(demo(args.root.absolute(), args.port, args.steps, args.interval, args.keep))
+    try:
+        return asyncio.run(demo(args.root.absolute(), args.port, args.steps, args.once))
+    except KeyboardInterrupt:
+        return 130
 
 
 if __name__ == "__main__":
