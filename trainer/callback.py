@@ -33,7 +33,8 @@ def _now_iso() -> str:
 
 
 def _timed(method: F) -> F:
-    """Count the time a hook takes in ``overhead_seconds``, so the callback's cost is known."""
+    """Count the time each hook takes in ``hook_seconds``, so the callback's cost is known."""
+    name = method.__name__
 
     @functools.wraps(method)
     def wrapper(self: ProgressCallback, *args: Any, **kwargs: Any) -> Any:
@@ -41,7 +42,7 @@ def _timed(method: F) -> F:
         try:
             return method(self, *args, **kwargs)
         finally:
-            self.overhead_seconds += time.perf_counter() - began
+            self.hook_seconds[name] = self.hook_seconds.get(name, 0.0) + time.perf_counter() - began
 
     return wrapper  # type: ignore[return-value]
 
@@ -72,7 +73,8 @@ class ProgressCallback(TrainerCallback):
         self.job_id = job_id or Path(job_dir).name
         self.writer = ProgressWriter(Path(job_dir), min_interval=min_interval)
         self.gpu = gpu or GpuMonitor()
-        self.overhead_seconds = 0.0
+        self.hook_seconds: dict[str, float] = {}
+        """Seconds spent in each hook so far: the callback's own cost to training."""
         self._active = True
         self._fields: dict[str, Any] = {}
         self._began: float | None = None
@@ -83,6 +85,7 @@ class ProgressCallback(TrainerCallback):
         self._loss: float | None = None
         self._terminal = False
         self._trainer_state: TrainerState | None = None  # the latest, for a failure's figures
+        self._process = {"pid": os.getpid(), "hostname": socket.gethostname()}
 
     # --- hooks -------------------------------------------------------------------------
 
@@ -140,7 +143,8 @@ class ProgressCallback(TrainerCallback):
         if "eval_loss" in logs:  # Trainer.evaluate logs its metrics too
             self._fields["eval_loss"] = logs["eval_loss"]
         self._history(state, logs)
-        self._write(state)
+        if self.writer.due():
+            self._write(state)
 
     @_timed
     def on_evaluate(
@@ -155,7 +159,8 @@ class ProgressCallback(TrainerCallback):
             return
         if "eval_loss" in metrics:
             self._fields["eval_loss"] = metrics["eval_loss"]
-        self._write(state)
+        if self.writer.due():
+            self._write(state)
 
     @_timed
     def on_train_end(
@@ -188,6 +193,7 @@ class ProgressCallback(TrainerCallback):
             self._fields.pop("eta_seconds", None)
         self._fields.update(fields)
         self._emit(status, force=True)
+        self.writer.close()
 
     @contextmanager
     def guard(self) -> Iterator[ProgressCallback]:
@@ -232,8 +238,7 @@ class ProgressCallback(TrainerCallback):
             "status": status,
             **self._fields,
             **self.gpu.sample(),
-            "pid": os.getpid(),
-            "hostname": socket.gethostname(),
+            **self._process,
             "timestamp": _now_iso(),
         }
         self.writer.write(document, force=force)

@@ -13,7 +13,7 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +63,7 @@ class ProgressWriter:
         self._last_write: float | None = None
         self._pending: dict[str, Any] | None = None
         self._failed = False
+        self._history_file: TextIO | None = None
         self.writes = 0
 
     def due(self) -> bool:
@@ -95,12 +96,20 @@ class ProgressWriter:
         """Append one event (a JSON object on one line) to metrics.jsonl."""
 
         def append() -> None:
-            self.job_dir.mkdir(parents=True, exist_ok=True)
+            if self._history_file is None:
+                self.job_dir.mkdir(parents=True, exist_ok=True)
+                self._history_file = open(self.history_path, "a", encoding="utf-8")  # noqa: SIM115
             # One write() of a whole line, in append mode: a reader sees it whole or not at all.
-            with open(self.history_path, "a", encoding="utf-8") as f:
-                f.write(_dumps(entry) + "\n")
+            self._history_file.write(_dumps(entry) + "\n")
+            self._history_file.flush()
 
         return self._guard(append)
+
+    def close(self) -> None:
+        """Close metrics.jsonl (a later ``append_history`` opens it again)."""
+        if self._history_file is not None:
+            self._history_file.close()
+            self._history_file = None
 
     def _replace(self, text: str, *, durable: bool) -> None:
         self.job_dir.mkdir(parents=True, exist_ok=True)

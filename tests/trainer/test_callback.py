@@ -94,7 +94,12 @@ def test_callback_in_a_real_trainer(tmp_path: Path) -> None:
     assert [h["step"] for h in history if "eval_loss" in h] == [4, 8, 12]
     assert all({"step", "epoch", "timestamp"} <= h.keys() for h in history)
     assert sorted(p.name for p in job_dir.iterdir()) == ["metrics.jsonl", "progress.json"]
-    assert callback.overhead_seconds > 0
+    assert callback.hook_seconds.keys() >= {
+        "on_train_begin",
+        "on_step_end",
+        "on_log",
+        "on_train_end",
+    }
 
 
 def test_only_world_process_zero_writes(tmp_path: Path) -> None:

@@ -87,6 +87,7 @@ def test_history_lines_are_appended_whole(tmp_path: Path) -> None:
     writer = ProgressWriter(tmp_path)
     writer.append_history({"step": 1, "loss": 2.0})
     writer.append_history({"step": 2, "loss": math.nan})
+    writer.close()
     lines = writer.history_path.read_text().splitlines()
     assert [json.loads(line) for line in lines] == [
         {"step": 1, "loss": 2.0},
