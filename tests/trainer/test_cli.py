@@ -144,3 +144,35 @@ def test_a_signal_writes_cancelled(tmp_path: Path, signum: signal.Signals, code:
         process.stderr.close()  # type: ignore[union-attr]
     final = progress(tmp_path, "long")
     assert final["status"] == "cancelled"
+
+
+def test_a_local_model_directory(tmp_path: Path) -> None:
+    """--model DIR loads a saved causal LM and its tokenizer from disk, offline."""
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+
+    from trainer.corpus import default_corpus, load_texts
+
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(
+        load_texts(default_corpus()), vocab_size=300, special_tokens=["<|endoftext|>"]
+    )
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|endoftext|>")
+    model_dir = tmp_path / "model"
+    tokenizer.save_pretrained(model_dir)
+    config = GPT2Config(vocab_size=len(tokenizer), n_positions=32, n_embd=32, n_layer=1, n_head=2)
+    GPT2LMHeadModel(config).save_pretrained(model_dir)
+    code = main(
+        [
+            "--jobs-root",
+            str(tmp_path / "jobs"),
+            "--job-id",
+            "local",
+            "--model",
+            str(model_dir),
+            "--max-steps",
+            "3",
+        ]
+    )
+    assert code == 0
+    assert progress(tmp_path / "jobs", "local")["status"] == "completed"
