@@ -15,6 +15,7 @@ from typing import Any
 from aiohttp import web
 
 from sidecar.app import create_app
+from sidecar.argtypes import port, positive_float, positive_int
 from sidecar.layout import JobLayout
 from sidecar.settings import Settings
 
@@ -24,44 +25,21 @@ ROOT_ENV = "SIDECAR_ROOT"
 SHUTDOWN_TIMEOUT = 0.3
 
 
-def _positive(kind: type[int] | type[float]) -> Callable[[str], int | float]:
-    def parse(text: str) -> int | float:
-        try:
-            value = kind(text)
-        except ValueError as e:
-            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from e
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
-        return value
-
-    return parse
-
-
-def _port(text: str) -> int:
-    try:
-        port = int(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from e
-    if not 0 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"must be 0 to 65535: {text!r}")
-    return port
-
-
 # Each option sets the Settings field of the same name, and takes its default from there:
 # (flag, parse, metavar, help).
 _OPTIONS: list[tuple[str, Callable[[str], Any], str | None, str]] = [
     ("--host", str, None, "address to listen on"),
-    ("--port", _port, None, "port to listen on (0: any free one)"),
+    ("--port", port, None, "port to listen on (0: any free one)"),
     ("--pattern", str, None, "where a job's progress file lies under the root; {job_id} marks the job id"),
-    ("--max-clients-per-job", _positive(int), "N", "WebSocket clients allowed on one job; more are closed with 1013"),
-    ("--max-clients", _positive(int), "N", "WebSocket clients allowed in all; more are closed with 1013"),
-    ("--stall-after", _positive(float), "SECONDS", "a job not complete whose file has not changed for this long is sent stalled: true"),
-    ("--poll-interval", _positive(float), "SECONDS", "seconds between two polls with --poll"),
-    ("--rescan-interval", _positive(float), "SECONDS", "seconds between two scans that catch what inotify may have missed"),
-    ("--max-file-bytes", _positive(int), "BYTES", "larger progress files are refused and the last good state kept"),
-    ("--send-timeout", _positive(float), "SECONDS", "a client that takes no data for this long is dropped"),
-    ("--max-history", _positive(int), "N", "history entries (metrics.jsonl lines) kept per job; the oldest go first"),
-    ("--watch-step-ms", _positive(int), "MS", "inotify batching: quiet time that ends a batch of events; lower is faster but costs more idle CPU (see docs/benchmarks.md)"),
+    ("--max-clients-per-job", positive_int, "N", "WebSocket clients allowed on one job; more are closed with 1013"),
+    ("--max-clients", positive_int, "N", "WebSocket clients allowed in all; more are closed with 1013"),
+    ("--stall-after", positive_float, "SECONDS", "a job not complete whose file has not changed for this long is sent stalled: true"),
+    ("--poll-interval", positive_float, "SECONDS", "seconds between two polls with --poll"),
+    ("--rescan-interval", positive_float, "SECONDS", "seconds between two scans that catch what inotify may have missed"),
+    ("--max-file-bytes", positive_int, "BYTES", "larger progress files are refused and the last good state kept"),
+    ("--send-timeout", positive_float, "SECONDS", "a client that takes no data for this long is dropped"),
+    ("--max-history", positive_int, "N", "history entries (metrics.jsonl lines) kept per job; the oldest go first"),
+    ("--watch-step-ms", positive_int, "MS", "inotify batching: quiet time that ends a batch of events; lower is faster but costs more idle CPU (see docs/benchmarks.md)"),
 ]  # fmt: skip
 
 

@@ -13,32 +13,13 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from sidecar.argtypes import positive_float, positive_int
 from sidecar.layout import is_valid_job_id
 
 logger = logging.getLogger(__name__)
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from e
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from e
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -72,27 +53,27 @@ def build_parser() -> argparse.ArgumentParser:
         help="training text: a text file (one sample per line) or JSONL with a 'text' field "
         "(default: a small corpus shipped with the package)",
     )
-    parser.add_argument("--epochs", type=_positive_float, default=3.0, help="training epochs")
+    parser.add_argument("--epochs", type=positive_float, default=3.0, help="training epochs")
     parser.add_argument(
         "--max-steps",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         help="stop after this many steps (overrides --epochs)",
     )
-    parser.add_argument("--batch-size", type=_positive_int, default=8, help="per-device batch size")
-    parser.add_argument("--lr", type=_positive_float, default=5e-4, help="peak learning rate")
+    parser.add_argument("--batch-size", type=positive_int, default=8, help="per-device batch size")
+    parser.add_argument("--lr", type=positive_float, default=5e-4, help="peak learning rate")
     parser.add_argument(
-        "--eval-steps", type=_positive_int, default=20, help="evaluate every N steps"
+        "--eval-steps", type=positive_int, default=20, help="evaluate every N steps"
     )
     parser.add_argument(
         "--logging-steps",
-        type=_positive_int,
+        type=positive_int,
         default=2,
         help="log loss (and append to metrics.jsonl) every N steps",
     )
     parser.add_argument(
         "--progress-interval",
-        type=_positive_float,
+        type=positive_float,
         default=0.5,
         metavar="SECONDS",
         help="at most one progress.json write per this many seconds (first and final states: at once)",
@@ -100,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="random seed")
     parser.add_argument(
         "--fail-at-step",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         metavar="N",
         help="raise an error at step N, to show (and test) how a failed run looks",
