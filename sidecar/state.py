@@ -13,6 +13,8 @@ TERMINAL_STATUSES = frozenset({"completed", "failed", "cancelled", "canceled", "
 
 ENVELOPE_KEYS = ("type", "seq")
 """Keys every message carries for the protocol; the same keys in a progress file are dropped."""
+DERIVED_KEYS = ("complete", "stalled", "stall_reason", "read_error")
+"""Keys the sidecar sets; the same keys in a progress file are dropped."""
 
 PENDING_DOCUMENT: JSONObject = {"status": "pending"}
 
@@ -38,7 +40,8 @@ class JobState:
         modified_at: POSIX mtime of the file behind ``document`` (of the job directory while
             the job has no file).
         has_file: whether ``document`` came from a progress file.
-        stalled: the file has not changed for the stall timeout while the job is not complete.
+        stall_reason: why the job is stalled (its trainer process exited, or its file has not
+            changed for the stall timeout) while it is not complete; None when it is not.
         read_error: why the latest read of the file failed; None once a read succeeds.
     """
 
@@ -46,21 +49,39 @@ class JobState:
     document: JSONObject
     modified_at: float
     has_file: bool
-    stalled: bool = False
+    stall_reason: str | None = None
     read_error: str | None = None
 
     @property
     def complete(self) -> bool:
         return is_terminal(self.document.get("status"))
 
+    @property
+    def stalled(self) -> bool:
+        return self.stall_reason is not None
+
+    @property
+    def trainer_process(self) -> tuple[int, str] | None:
+        """The ``pid`` and ``hostname`` the file names, when it names both."""
+        pid, host = self.document.get("pid"), self.document.get("hostname")
+        if isinstance(pid, int) and not isinstance(pid, bool) and pid > 0 and isinstance(host, str):
+            return pid, host
+        return None
+
     def body(self) -> JSONObject:
         """The flat object clients receive, less the envelope's ``type`` and ``seq``."""
-        body = {k: v for k, v in self.document.items() if k not in ENVELOPE_KEYS}
+        body = {
+            k: v
+            for k, v in self.document.items()
+            if k not in ENVELOPE_KEYS and k not in DERIVED_KEYS
+        }
         body["job_id"] = self.job_id
         if "timestamp" not in body:
             body["timestamp"] = isoformat_utc(self.modified_at)
         body["complete"] = self.complete
         body["stalled"] = self.stalled
+        if self.stall_reason is not None:
+            body["stall_reason"] = self.stall_reason
         if self.read_error is not None:
             body["read_error"] = self.read_error
         return body
@@ -101,11 +122,34 @@ def with_read_error(previous: JobState, reason: str) -> JobState:
     return dataclasses.replace(previous, read_error=reason)
 
 
-def stall_due(state: JobState, *, now: float, stall_after: float) -> bool:
-    """The stall rule: a job with a file, not complete, whose file is older than the timeout."""
-    return state.has_file and not state.complete and now - state.modified_at >= stall_after
+PROCESS_EXITED = "process exited"
 
 
-def with_stall(state: JobState, *, now: float, stall_after: float) -> JobState:
-    stalled = stall_due(state, now=now, stall_after=stall_after)
-    return state if stalled == state.stalled else dataclasses.replace(state, stalled=stalled)
+def stall_reason(
+    state: JobState, *, now: float, stall_after: float, process_alive: bool | None = None
+) -> str | None:
+    """The stall rule, for a job with a file that is not complete.
+
+    Args:
+        state: the job.
+        now: POSIX time.
+        stall_after: seconds without a change of the file that make a job stalled.
+        process_alive: whether the trainer process the file names still runs; None when that
+            cannot be known (no pid, or another machine's).
+    """
+    if not state.has_file or state.complete:
+        return None
+    if process_alive is False:
+        return PROCESS_EXITED
+    if now - state.modified_at >= stall_after:
+        return f"no update for {stall_after:g} s"
+    return None
+
+
+def with_stall(
+    state: JobState, *, now: float, stall_after: float, process_alive: bool | None = None
+) -> JobState:
+    reason = stall_reason(state, now=now, stall_after=stall_after, process_alive=process_alive)
+    return (
+        state if reason == state.stall_reason else dataclasses.replace(state, stall_reason=reason)
+    )

@@ -109,10 +109,14 @@ class FileWatcher:
         except OSError as e:
             logger.warning("scan of %s failed: %s", self.layout.root, e)
             return
+        # Jobs whose file is being read again after a bad read are left to those re-reads:
+        # a scan every poll would start them over and over.
         for job_id, entry in found.items():
+            if job_id in self._retries:
+                continue
             if job_id not in self.hub or self._seen.get(job_id) != entry.file:
                 self.refresh(job_id)
-        for job_id in [job_id for job_id in self._seen if job_id not in found]:
+        for job_id in [j for j in self._seen if j not in found and j not in self._retries]:
             self.refresh(job_id)
         for job_id in list(self._tails):
             self.tail_history(job_id)
@@ -136,10 +140,11 @@ class FileWatcher:
 
     def refresh(self, job_id: str, *, attempt: int = 0) -> None:
         """Read one job's file now and publish what it holds."""
-        if attempt == 0 and (pending := self._retries.pop(job_id, None)) is not None:
-            pending.cancel()
         result = read_progress(self.layout.file_for(job_id), max_bytes=self.max_file_bytes)
         current = self.hub.get(job_id)
+        # A new event starts the re-reads of a bad file over: its writer is still at work.
+        if attempt == 0 and (pending := self._retries.pop(job_id, None)) is not None:
+            pending.cancel()
         if isinstance(result, Document):
             self._seen[job_id] = result.signature
             if self._reported.pop(job_id, None) is not None:
@@ -153,14 +158,16 @@ class FileWatcher:
                     stall_after=self.stall_after,
                 )
             )
-        elif isinstance(result, Missing):
+        elif isinstance(result, Missing) and (current is None or not current.has_file):
             self._missing(job_id, current)
+        elif attempt < len(TORN_READ_RETRIES):
+            # Unreadable, or gone from a job that had one: a writer may be half-way through.
+            delay = TORN_READ_RETRIES[attempt]
+            loop = asyncio.get_running_loop()
+            self._retries[job_id] = loop.call_later(delay, self._retry, job_id, attempt + 1)
+        elif isinstance(result, Missing):
+            self._vanished(job_id, current)
         else:
-            if attempt < len(TORN_READ_RETRIES):
-                delay = TORN_READ_RETRIES[attempt]
-                loop = asyncio.get_running_loop()
-                self._retries[job_id] = loop.call_later(delay, self._retry, job_id, attempt + 1)
-                return
             self._unreadable(job_id, current, result)
 
     def _retry(self, job_id: str, attempt: int) -> None:
@@ -183,6 +190,15 @@ class FileWatcher:
             if current is None:
                 logger.info("job %s: found, pending", job_id)
             self.hub.put(job_state.pending_state(job_id, modified_at=dir_mtime))
+
+    def _vanished(self, job_id: str, current: job_state.JobState | None) -> None:
+        """The file of a job that had one is gone: the job goes with its directory, or else
+        keeps its last good state, marked."""
+        job_dir = self.layout.dir_for(job_id)
+        if job_dir is None or _dir_mtime(job_dir) is None:
+            self._missing(job_id, current)
+        else:
+            self._unreadable(job_id, current, Unreadable("progress file missing"))
 
     def _unreadable(
         self, job_id: str, current: job_state.JobState | None, result: Unreadable

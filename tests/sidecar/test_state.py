@@ -7,7 +7,7 @@ from sidecar.state import (
     is_terminal,
     isoformat_utc,
     pending_state,
-    stall_due,
+    stall_reason,
     with_document,
     with_read_error,
     with_stall,
@@ -53,8 +53,17 @@ def test_body_keeps_the_trainers_timestamp() -> None:
 
 
 def test_body_overrides_envelope_and_derived_keys_from_the_file() -> None:
-    body = running(type="x", seq=99, job_id="other", complete=True, stalled=True).body()
+    body = running(
+        type="x",
+        seq=99,
+        job_id="other",
+        complete=True,
+        stalled=True,
+        stall_reason="x",
+        read_error="y",
+    ).body()
     assert "type" not in body and "seq" not in body
+    assert "stall_reason" not in body and "read_error" not in body
     assert (body["job_id"], body["complete"], body["stalled"]) == ("j", False, False)
 
 
@@ -82,18 +91,33 @@ def test_pending_state() -> None:
 
 def test_stall_rule() -> None:
     state = running()
-    assert not stall_due(state, now=T0 + 59.9, stall_after=60)
-    assert stall_due(state, now=T0 + 60, stall_after=60)
+    assert stall_reason(state, now=T0 + 59.9, stall_after=60) is None
+    assert stall_reason(state, now=T0 + 60, stall_after=60) == "no update for 60 s"
+    assert stall_reason(state, now=T0 + 1, stall_after=0.5) == "no update for 0.5 s"
+    assert stall_reason(state, now=T0, stall_after=60, process_alive=False) == "process exited"
+    assert stall_reason(state, now=T0, stall_after=60, process_alive=True) is None
     done = with_document("j", {"status": "completed"}, modified_at=T0, now=T0, stall_after=60)
-    assert not stall_due(done, now=T0 + 1000, stall_after=60)
-    assert not stall_due(pending_state("j", modified_at=T0), now=T0 + 1000, stall_after=60)
+    assert stall_reason(done, now=T0 + 1000, stall_after=60, process_alive=False) is None
+    assert stall_reason(pending_state("j", modified_at=T0), now=T0 + 1000, stall_after=60) is None
 
 
 def test_with_stall_returns_the_same_object_when_nothing_changes() -> None:
     state = running()
     assert with_stall(state, now=T0, stall_after=60) is state
     stalled = with_stall(state, now=T0 + 61, stall_after=60)
-    assert stalled.stalled and stalled.body()["stalled"] is True
+    assert stalled.stalled
+    assert (stalled.body()["stalled"], stalled.body()["stall_reason"]) == (
+        True,
+        "no update for 60 s",
+    )
+    assert with_stall(stalled, now=T0 + 62, stall_after=60) is stalled
+
+
+def test_trainer_process() -> None:
+    assert running(pid=12, hostname="h").trainer_process == (12, "h")
+    assert running(pid="12", hostname="h").trainer_process is None
+    assert running(pid=True, hostname="h").trainer_process is None
+    assert running(pid=12).trainer_process is None
 
 
 def test_an_old_file_is_stalled_as_soon_as_it_is_read() -> None:
