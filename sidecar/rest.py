@@ -61,6 +61,7 @@ async def health(request: web.Request) -> web.Response:
         {
             "status": "ok" if watcher.root_present else "waiting for root",
             "watcher": watcher.mode,
+            "watcher_reason": watcher.mode_reason,
             "root": str(request.app[SETTINGS].root),
             "root_present": watcher.root_present,
             "jobs": len(hub),

@@ -13,6 +13,7 @@ from pathlib import Path
 from watchfiles import awatch
 
 from sidecar import state as job_state
+from sidecar.fstype import detect_network_filesystem
 from sidecar.history import HistoryTail
 from sidecar.hub import JobHub
 from sidecar.layout import FileSignature, JobLayout
@@ -37,7 +38,8 @@ class FileWatcher:
     Args:
         layout: where the files lie.
         hub: where states go.
-        poll: find changes by stat every ``poll_interval`` instead of inotify.
+        poll: always find changes by stat every ``poll_interval`` instead of inotify (the
+            watcher also polls, on its own, when the root is on a network filesystem).
         poll_interval: seconds between two polls.
         rescan_interval: seconds between two reconciliation scans while on inotify.
         stall_after: seconds without change after which a running job is stalled.
@@ -57,6 +59,7 @@ class FileWatcher:
         max_file_bytes: int = 1 << 20,
         watch_step_ms: int = DEFAULT_WATCH_STEP_MS,
         clock: Callable[[], float] = time.time,
+        detect_filesystem: Callable[[Path], str | None] = detect_network_filesystem,
     ) -> None:
         self.layout = layout
         self.hub = hub
@@ -67,6 +70,9 @@ class FileWatcher:
         self.max_file_bytes = max_file_bytes
         self.watch_step_ms = watch_step_ms
         self._clock = clock
+        self._detect_filesystem = detect_filesystem
+        self.polling = poll
+        self.mode_reason = "--poll" if poll else "not started"
         self._seen: dict[str, FileSignature | None] = {}
         self._retries: dict[str, asyncio.TimerHandle] = {}
         self._reported: dict[str, str] = {}
@@ -77,7 +83,21 @@ class FileWatcher:
 
     @property
     def mode(self) -> str:
-        return "polling" if self.poll else "inotify"
+        return "polling" if self.polling else "inotify"
+
+    async def _choose_mode(self) -> None:
+        if self.poll:
+            self.polling, self.mode_reason = True, "--poll"
+            return
+        # statfs on a network mount may hang while its server is away: not on the event loop.
+        network = await asyncio.to_thread(self._detect_filesystem, self.layout.root)
+        if network is not None:
+            self.polling = True
+            self.mode_reason = (
+                f"network filesystem ({network}): inotify misses other machines' writes"
+            )
+        else:
+            self.polling, self.mode_reason = False, "local filesystem"
 
     async def run(self) -> None:
         """Watch until cancelled, across the root appearing, vanishing and coming back."""
@@ -85,11 +105,12 @@ class FileWatcher:
         while True:
             root_id = await self._wait_for_root()
             self.root_present = True
-            logger.info("watching %s (%s)", root, self.mode)
+            await self._choose_mode()
+            logger.info("watching %s by %s (%s)", root, self.mode, self.mode_reason)
             await self.reconcile()
             self.ready.set()
             try:
-                if self.poll:
+                if self.polling:
                     await self._poll(root_id)
                 else:
                     await self._watch(root_id)

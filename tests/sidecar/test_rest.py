@@ -69,6 +69,7 @@ async def test_healthz(jobs_root: Path, start_sidecar: StartSidecar) -> None:
     assert body == {
         "status": "ok",
         "watcher": "inotify",
+        "watcher_reason": "local filesystem",
         "root": str(jobs_root),
         "root_present": True,
         "jobs": 1,
@@ -76,4 +77,4 @@ async def test_healthz(jobs_root: Path, start_sidecar: StartSidecar) -> None:
     }
     polling = await start_sidecar(poll=True)
     _, body = await polling.get_json("/healthz")
-    assert body["watcher"] == "polling"
+    assert (body["watcher"], body["watcher_reason"]) == ("polling", "--poll")
