@@ -38,6 +38,7 @@ _OPTIONS: list[tuple[str, Callable[[str], Any], str | None, str]] = [
     ("--rescan-interval", positive_float, "SECONDS", "seconds between two scans that catch what inotify may have missed"),
     ("--max-file-bytes", positive_int, "BYTES", "larger progress files are refused and the last good state kept"),
     ("--send-timeout", positive_float, "SECONDS", "a client that takes no data for this long is dropped"),
+    ("--heartbeat", positive_float, "SECONDS", "ping each client this often; one that does not answer within half of it is dropped"),
     ("--max-history", positive_int, "N", "history entries (metrics.jsonl lines) kept per job; the oldest go first"),
     ("--watch-step-ms", positive_int, "MS", "inotify batching: quiet time that ends a batch of events; lower is faster but costs more idle CPU (see docs/benchmarks.md)"),
 ]  # fmt: skip

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Final
+from collections.abc import Coroutine
+from typing import Any, Final
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
@@ -17,6 +18,8 @@ logger = logging.getLogger(__name__)
 CLOSE_INVALID: Final = 4400
 CLOSE_UNKNOWN: Final = 4404
 MAX_INCOMING_BYTES: Final = 64 * 1024
+# Frames up to this size are read and refused with 1003; aiohttp closes beyond it (1009).
+HARD_INCOMING_LIMIT: Final = 1 << 20
 CLOSE_HANDSHAKE_TIMEOUT: Final = 2.0
 
 
@@ -29,7 +32,7 @@ async def training_socket(request: web.Request) -> web.WebSocketResponse:
     ws = web.WebSocketResponse(
         heartbeat=settings.heartbeat,
         compress=False,
-        max_msg_size=MAX_INCOMING_BYTES,
+        max_msg_size=HARD_INCOMING_LIMIT,
         timeout=CLOSE_HANDSHAKE_TIMEOUT,
     )
     await ws.prepare(request)
@@ -52,15 +55,38 @@ async def training_socket(request: web.Request) -> web.WebSocketResponse:
         hub.unsubscribe(subscription)
         sockets.discard(ws)
         reader.cancel()
+        if not ws.closed:
+            # A connection lost mid-stream leaves aiohttp's heartbeat timer holding the socket's
+            # objects until it fires (20 s); closing releases them now.
+            _detach(ws.close(code=WSCloseCode.GOING_AWAY))
         await asyncio.wait([reader])
     return ws
 
 
+_detached: set[asyncio.Task[Any]] = set()
+
+
+def _detach(coroutine: Coroutine[Any, Any, Any]) -> None:
+    """Run ``coroutine`` to its end even if the caller is cancelled."""
+    task = asyncio.ensure_future(coroutine)
+    _detached.add(task)
+    task.add_done_callback(_detached.discard)
+
+
 async def _read_until_closed(ws: web.WebSocketResponse, subscription: Subscription) -> None:
-    """Consume what the client sends (nothing is expected) so that pings and closes work."""
+    """Consume what the client sends so that pings and closes work.
+
+    Nothing is expected: text is ignored; binary frames and text over 64 KiB close the
+    connection with 1003.
+    """
     try:
-        async for _message in ws:
-            pass
+        async for message in ws:
+            if message.type == WSMsgType.BINARY:
+                await ws.close(
+                    code=WSCloseCode.UNSUPPORTED_DATA, message=b"binary frames not accepted"
+                )
+            elif message.type == WSMsgType.TEXT and len(message.data) > MAX_INCOMING_BYTES:
+                await ws.close(code=WSCloseCode.UNSUPPORTED_DATA, message=b"message too big")
     finally:
         subscription.wake()
 
