@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from sidecar import rest, ws
+from sidecar.access import access_control
 from sidecar.hub import JobHub
 from sidecar.keys import HUB, SETTINGS, SOCKETS, WATCHER
 from sidecar.layout import JobLayout
@@ -25,7 +26,10 @@ def create_app(settings: Settings) -> web.Application:
     """Build the sidecar for ``settings``; the watcher starts with the app."""
     layout = JobLayout(settings.root.absolute(), settings.pattern)
     hub = JobHub(max_clients=settings.max_clients, max_clients_per_job=settings.max_clients_per_job)
-    app = web.Application(middlewares=[rest.json_errors])
+    access = access_control(
+        token=settings.token, allowed_origins=frozenset(settings.allowed_origins)
+    )
+    app = web.Application(middlewares=[rest.json_errors, access])
     app[SETTINGS] = settings
     app[HUB] = hub
     app[SOCKETS] = set()

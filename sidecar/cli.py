@@ -14,6 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
+from sidecar.access import AccessLogger
 from sidecar.app import create_app
 from sidecar.argtypes import port, positive_float, positive_int
 from sidecar.layout import JobLayout
@@ -22,6 +23,14 @@ from sidecar.settings import Settings
 logger = logging.getLogger(__name__)
 
 ROOT_ENV = "SIDECAR_ROOT"
+TOKEN_ENV = "SIDECAR_TOKEN"
+
+
+def env_token() -> str | None:
+    """The token from the environment (the one place it is read), for the server and tail."""
+    return os.environ.get(TOKEN_ENV) or None
+
+
 SHUTDOWN_TIMEOUT = 0.3
 
 
@@ -72,6 +81,20 @@ def build_parser() -> argparse.ArgumentParser:
         default = getattr(defaults, _field(flag))
         parser.add_argument(flag, type=parse, default=default, metavar=metavar, help=text)
     parser.add_argument(
+        "--token",
+        default=None,  # not the environment's: --help would print it
+        help=f"require this bearer token on every request (or env {TOKEN_ENV}, which keeps it "
+        "out of the process list); default: none",
+    )
+    parser.add_argument(
+        "--allowed-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="let browser pages from ORIGIN (e.g. http://localhost:3000; * for any) in, with "
+        "CORS; repeatable. By default only same-origin pages and non-browser clients",
+    )
+    parser.add_argument(
         "--poll",
         action="store_true",
         help="find changes by stat (for network filesystems) instead of inotify",
@@ -97,18 +120,25 @@ def parse_settings(argv: Sequence[str] | None = None) -> tuple[Settings, str]:
     except ValueError as e:
         parser.error(str(e))
     options = {_field(flag): getattr(args, _field(flag)) for flag, *_ in _OPTIONS}
-    return Settings(root=root, poll=args.poll, **options), args.log_level
+    settings = Settings(
+        root=root,
+        poll=args.poll,
+        token=args.token or env_token(),
+        allowed_origins=tuple(args.allowed_origin),
+        **options,
+    )
+    return settings, args.log_level
 
 
 async def serve(settings: Settings) -> None:
     """Serve until SIGINT or SIGTERM, then close every client with 1001 and return."""
-    # One access-log line per request drowns what matters; it is there at debug level.
-    access_log = logging.getLogger("aiohttp.access")
+    # One access-log line per request (at debug level), with any token redacted.
     runner = web.AppRunner(
         create_app(settings),
         handle_signals=False,
         shutdown_timeout=SHUTDOWN_TIMEOUT,
-        access_log=access_log if access_log.isEnabledFor(logging.DEBUG) else None,
+        access_log_class=AccessLogger,
+        access_log=logging.getLogger("sidecar.access"),
     )
     await runner.setup()
     stop = asyncio.Event()

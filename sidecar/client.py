@@ -46,6 +46,7 @@ async def follow_job(
     *,
     on_log: LogCallback | None = None,
     wait_for_job: bool = True,
+    token: str | None = None,
     min_backoff: float = 0.1,
     max_backoff: float = 5.0,
     session: aiohttp.ClientSession | None = None,
@@ -60,23 +61,25 @@ async def follow_job(
         job_id: the job to follow.
         on_log: receives history entries; asks for ``history=1`` when given.
         wait_for_job: keep trying while the job does not exist yet (4404 before any state).
+        token: the sidecar's bearer token, if it has one.
         min_backoff: first pause before a reconnection, in seconds.
         max_backoff: longest pause before a reconnection, in seconds.
         session: an aiohttp session to use (one is made otherwise).
 
     Raises:
-        StreamError: the job id is invalid, or the job was removed, or it does not exist and
-            ``wait_for_job`` is false.
+        StreamError: the job id is invalid, the token is refused, the job was removed, or it
+            does not exist and ``wait_for_job`` is false.
     """
     own = session is None
     http = session or aiohttp.ClientSession()
     url = ws_url(base_url, job_id, history=on_log is not None)
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
     failures = 0
     seen_any = False
     try:
         while True:
             try:
-                async with http.ws_connect(url, heartbeat=30) as ws:
+                async with http.ws_connect(url, heartbeat=30, headers=headers) as ws:
                     state: JSONObject | None = None
                     reason = "connection lost"
                     while True:
@@ -107,9 +110,13 @@ async def follow_job(
                         if state.get("complete") is True:
                             return
                     code = ws.close_code
+            except aiohttp.WSServerHandshakeError as e:
+                if e.status == 403:
+                    raise StreamError(403, "origin not allowed") from e
+                code, reason = None, str(e)
             except (aiohttp.ClientError, OSError, TimeoutError) as e:
                 code, reason = None, str(e) or type(e).__name__
-            if code == 4400 or (code == 4404 and (seen_any or not wait_for_job)):
+            if code in (4400, 4401) or (code == 4404 and (seen_any or not wait_for_job)):
                 raise StreamError(code, reason)
             failures += 1
             delay = random.uniform(min_backoff, min(max_backoff, min_backoff * 2**failures))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from sidecar.history import DEFAULT_MAX_ENTRIES
@@ -29,3 +29,5 @@ class Settings:
     heartbeat: float = 20.0
     watch_step_ms: int = DEFAULT_WATCH_STEP_MS
     max_history: int = DEFAULT_MAX_ENTRIES
+    token: str | None = field(default=None, repr=False)
+    allowed_origins: tuple[str, ...] = ()

@@ -66,12 +66,12 @@ def outcome(state: dict[str, Any]) -> tuple[str, int]:
     return (f"{status}: {detail}" if detail else status), 1
 
 
-async def tail(url: str, job_id: str, *, out: TextIO) -> int:
+async def tail(url: str, job_id: str, *, out: TextIO, token: str | None = None) -> int:
     live = out.isatty()
     last_line = ""
     state: dict[str, Any] | None = None
     try:
-        async for state in follow_job(url, job_id):
+        async for state in follow_job(url, job_id, token=token):
             line = f"{job_id}  {render(state)}"
             if line == last_line:
                 continue
@@ -100,8 +100,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("job_id", metavar="JOB_ID", help="the job to follow")
     parser.add_argument("--url", default=DEFAULT_URL, help=f"the sidecar (default: {DEFAULT_URL})")
+    parser.add_argument("--token", default=None, help="the sidecar's token (or env SIDECAR_TOKEN)")
     args = parser.parse_args(argv)
+    from sidecar.cli import env_token
+
     try:
-        return asyncio.run(tail(args.url, args.job_id, out=sys.stdout))
+        return asyncio.run(
+            tail(args.url, args.job_id, out=sys.stdout, token=args.token or env_token())
+        )
     except KeyboardInterrupt:
         return 130

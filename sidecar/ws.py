@@ -9,6 +9,7 @@ from typing import Any, Final
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
+from sidecar.access import BEARER, authorized
 from sidecar.hub import JobHub, Subscription, TooManyClients, UnknownJob, Version
 from sidecar.keys import HUB, SETTINGS, SOCKETS
 from sidecar.layout import is_valid_job_id
@@ -16,6 +17,7 @@ from sidecar.layout import is_valid_job_id
 logger = logging.getLogger(__name__)
 
 CLOSE_INVALID: Final = 4400
+CLOSE_UNAUTHORIZED: Final = 4401
 CLOSE_UNKNOWN: Final = 4404
 MAX_INCOMING_BYTES: Final = 64 * 1024
 # Frames up to this size are read and refused with 1003; aiohttp closes beyond it (1009).
@@ -34,8 +36,12 @@ async def training_socket(request: web.Request) -> web.WebSocketResponse:
         compress=False,
         max_msg_size=HARD_INCOMING_LIMIT,
         timeout=CLOSE_HANDSHAKE_TIMEOUT,
+        protocols=(BEARER,),  # echoed when a browser sends its token as ["bearer", token]
     )
     await ws.prepare(request)
+    if not authorized(request, settings.token):
+        await ws.close(code=CLOSE_UNAUTHORIZED, message=b"unauthorized")
+        return ws
     job_id = request.match_info["job_id"]
     fmt = request.query.get("format", "patch")
     history = request.query.get("history", "0")
