@@ -149,3 +149,41 @@ async def test_permission_denied_keeps_the_last_good_state(tmp_path: Path) -> No
         process.terminate()
         _, err = await process.communicate()
     assert "job j:" in err.decode() and "permission denied" in err.decode()
+
+
+async def test_a_killed_trainer_is_stalled_within_two_seconds(tmp_path: Path) -> None:
+    """kill -9 writes nothing; the pid and hostname in the file tell the sidecar."""
+    from aiohttp.test_utils import TestServer
+
+    from sidecar.app import create_app
+    from sidecar.settings import Settings
+
+    file = tmp_path / "j" / "progress.json"
+    trainer = await asyncio.create_subprocess_exec(
+        sys.executable, "-c",
+        "import json, os, socket, sys, time\n"
+        f"path = {str(file)!r}\n"
+        "os.makedirs(os.path.dirname(path), exist_ok=True)\n"
+        "json.dump({'status': 'running', 'pid': os.getpid(), 'hostname': socket.gethostname()}, open(path + '.tmp', 'w'))\n"
+        "os.replace(path + '.tmp', path)\n"
+        "print('written', flush=True)\n"
+        "time.sleep(600)\n",
+        stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert trainer.stdout is not None
+    assert await asyncio.wait_for(trainer.stdout.readline(), 20) == b"written\n"
+    server = TestServer(create_app(Settings(root=tmp_path)), host="127.0.0.1")
+    await server.start_server()
+    try:
+        async with aiohttp.ClientSession() as session:
+            ws_url = str(server.make_url("/ws/training/j")).replace("http", "ws", 1)
+            async with session.ws_connect(ws_url) as ws:
+                assert (await ws.receive_json(timeout=5))["stalled"] is False
+                trainer.kill()  # SIGKILL; left unreaped for now, as a busy parent might
+                killed = time.monotonic()
+                patch = await ws.receive_json(timeout=2)
+                assert (patch["stalled"], patch["stall_reason"]) == (True, "process exited")
+                assert time.monotonic() - killed < 2
+    finally:
+        await trainer.wait()
+        await server.close()
