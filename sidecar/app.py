@@ -11,8 +11,9 @@ from aiohttp import web
 from sidecar import rest, ws
 from sidecar.access import access_control
 from sidecar.hub import JobHub
-from sidecar.keys import HUB, SETTINGS, SOCKETS, WATCHER
+from sidecar.keys import HUB, METRICS, SETTINGS, SOCKETS, WATCHER
 from sidecar.layout import JobLayout
+from sidecar.metrics import Metrics
 from sidecar.settings import Settings
 from sidecar.stall import run_stall_clock
 from sidecar.watcher import FileWatcher
@@ -43,6 +44,7 @@ def create_app(settings: Settings) -> web.Application:
         max_file_bytes=settings.max_file_bytes,
         watch_step_ms=settings.watch_step_ms,
     )
+    app[METRICS] = Metrics(hub, app[WATCHER].stats)
     hub.history_source = app[WATCHER].load_history
     app.router.add_get("/ws/training/{job_id}", ws.training_socket)
     app.add_routes(rest.routes)

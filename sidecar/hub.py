@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import time
 from collections.abc import Callable, Iterator
 
 from sidecar.codec import JSONObject, encode
@@ -37,12 +38,17 @@ class Version:
         "_snapshot",
         "body",
         "complete",
+        "created",
+        "index",
         "seq",
     )
 
     def __init__(self, seq: int, body: JSONObject, previous: Version | None) -> None:
         self.seq = seq
         self.body = body
+        # The how-manieth state of its job: a jump in ``index`` counts the states skipped.
+        self.index: int = previous.index + 1 if previous is not None else 0
+        self.created = time.monotonic()
         self.complete = body.get("complete") is True
         self._previous_body = previous.body if previous is not None else None
         self._previous_seq = previous.seq if previous is not None else None

@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from sidecar.hub import JobHub
+from sidecar.metrics import Metrics
 from sidecar.settings import Settings
 from sidecar.watcher import FileWatcher
 
@@ -12,3 +13,4 @@ SETTINGS = web.AppKey("settings", Settings)
 HUB = web.AppKey("hub", JobHub)
 WATCHER = web.AppKey("watcher", FileWatcher)
 SOCKETS = web.AppKey("sockets", set[web.WebSocketResponse])
+METRICS = web.AppKey("metrics", Metrics)

@@ -41,6 +41,13 @@ class JobEntry(NamedTuple):
     file: FileSignature | None
 
 
+class Scan(NamedTuple):
+    """What a scan found, and how many stat calls it made on jobs (directory listings aside)."""
+
+    jobs: dict[str, JobEntry]
+    stats: int
+
+
 @dataclass(frozen=True)
 class JobLayout:
     """Maps job ids to paths under ``root`` by a pattern such as ``{job_id}/progress.json``.
@@ -121,30 +128,32 @@ class JobLayout:
             return job_id, "dir"
         return job_id, "other"
 
-    def scan(self) -> dict[str, JobEntry]:
+    def scan(self) -> Scan:
         """Every job under the root, by stat alone (no file is opened). Blocking."""
         found: dict[str, JobEntry] = {}
+        stats = 0
         if self._dir_parts is not None:
             glob = "/".join(self._dir_parts).replace(PLACEHOLDER, "*")
             for job_dir in self.root.glob(glob):
                 job_id = self.job_of(str(job_dir))
                 if job_id is None:
                     continue
+                stats += 2
                 try:
                     dir_stat = job_dir.stat()
                 except OSError:
                     continue
                 if stat.S_ISDIR(dir_stat.st_mode):
-                    found[job_id] = JobEntry(
-                        dir_stat.st_mtime, _lstat_signature(self.file_for(job_id))
-                    )
+                    signature = _lstat_signature(self.file_for(job_id))
+                    found[job_id] = JobEntry(dir_stat.st_mtime, signature)
         else:
             for file in self.root.glob(self.pattern.replace(PLACEHOLDER, "*")):
                 job_id = self.job_of(str(file))
+                stats += 1
                 signature = _lstat_signature(file)
                 if job_id is not None and signature is not None:
                     found[job_id] = JobEntry(signature.mtime_ns / 1e9, signature)
-        return found
+        return Scan(found, stats)
 
 
 def _part_regex(part: str) -> str:

@@ -32,6 +32,26 @@ class Unreadable:
 
     reason: str
 
+    @property
+    def kind(self) -> str:
+        """The reason as one of a few stable words (a metric's label)."""
+        return next((kind for prefix, kind in _KINDS if self.reason.startswith(prefix)), "other")
+
+
+_KINDS = (
+    ("empty", "empty"),
+    ("invalid json", "invalid_json"),
+    ("json is", "not_object"),
+    ("not utf-8", "not_utf8"),
+    ("nesting too deep", "too_deep"),
+    ("file too large", "too_large"),
+    ("symlink", "symlink"),
+    ("not a regular file", "not_regular"),
+    ("permission denied", "permission"),
+    ("progress file missing", "missing"),
+    ("cannot", "io"),
+)
+
 
 @dataclass(frozen=True, slots=True)
 class Missing:

@@ -7,8 +7,9 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from sidecar.codec import encode
-from sidecar.keys import HUB, SETTINGS, WATCHER
+from sidecar.keys import HUB, METRICS, SETTINGS, WATCHER
 from sidecar.layout import is_valid_job_id
+from sidecar.metrics import CONTENT_TYPE
 
 routes = web.RouteTableDef()
 
@@ -68,6 +69,12 @@ async def health(request: web.Request) -> web.Response:
             "clients": hub.client_count,
         }
     )
+
+
+@routes.get("/metrics")
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus' text format (docs/protocol.md lists each metric)."""
+    return web.Response(body=request.app[METRICS].render(), headers={"Content-Type": CONTENT_TYPE})
 
 
 @web.middleware

@@ -6,26 +6,23 @@ import asyncio
 import logging
 import os
 import stat
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-
-from watchfiles import awatch
 
 from sidecar import state as job_state
 from sidecar.fstype import detect_network_filesystem
 from sidecar.history import HistoryTail
 from sidecar.hub import JobHub
 from sidecar.layout import FileSignature, JobLayout
+from sidecar.notify import DEFAULT_HOT_STEP_MS, change_batches
 from sidecar.reader import Document, Missing, Unreadable, read_progress
+from sidecar.stats import WatchStats
 
 logger = logging.getLogger(__name__)
 
-# watchfiles yields a batch once no event came for `step` ms, or after `debounce` ms of a
-# steady stream; its defaults (1600/50) add 50-100 ms to every update. Its Rust loop wakes
-# every `step` ms even when idle, so the step trades latency for idle CPU (docs/benchmarks.md).
-DEFAULT_WATCH_STEP_MS = 2
-WATCH_DEBOUNCE_MS = 20
+DEFAULT_WATCH_STEP_MS = DEFAULT_HOT_STEP_MS
 ROOT_CHECK_INTERVAL = 0.25
 # A writer that truncates and then writes in place is caught between the two; these are the
 # pauses before each re-read of a file that did not parse, in seconds.
@@ -44,7 +41,7 @@ class FileWatcher:
         rescan_interval: seconds between two reconciliation scans while on inotify.
         stall_after: seconds without change after which a running job is stalled.
         max_file_bytes: larger progress files are refused.
-        watch_step_ms: watchfiles' step: the quiet time, in ms, that ends a batch of events.
+        watch_step_ms: the quiet time, in ms, that ends a batch of events while they flow.
     """
 
     def __init__(
@@ -77,6 +74,7 @@ class FileWatcher:
         self._retries: dict[str, asyncio.TimerHandle] = {}
         self._reported: dict[str, str] = {}
         self._tails: dict[str, HistoryTail] = {}
+        self.stats = WatchStats()
         self.root_present = False
         self.ready = asyncio.Event()
         """Set once the jobs on disk at start are known, or the root is found missing."""
@@ -126,10 +124,12 @@ class FileWatcher:
     async def reconcile(self) -> None:
         """Compare every job on disk with what was last read, and refresh what differs."""
         try:
-            found = await asyncio.to_thread(self.layout.scan)
+            found, stats = await asyncio.to_thread(self.layout.scan)
         except OSError as e:
             logger.warning("scan of %s failed: %s", self.layout.root, e)
             return
+        self.stats.scans += 1
+        self.stats.scan_stats += stats
         # Jobs whose file is being read again after a bad read are left to those re-reads:
         # a scan every poll would start them over and over.
         for job_id, entry in found.items():
@@ -162,6 +162,7 @@ class FileWatcher:
     def refresh(self, job_id: str, *, attempt: int = 0) -> None:
         """Read one job's file now and publish what it holds."""
         result = read_progress(self.layout.file_for(job_id), max_bytes=self.max_file_bytes)
+        self.stats.file_reads += 1
         current = self.hub.get(job_id)
         # A new event starts the re-reads of a bad file over: its writer is still at work.
         if attempt == 0 and (pending := self._retries.pop(job_id, None)) is not None:
@@ -231,6 +232,7 @@ class FileWatcher:
             self._seen[job_id] = FileSignature.of(path.lstat())
         except OSError:
             self._seen.pop(job_id, None)
+        self.stats.read_errors[result.kind] += 1
         if self._reported.get(job_id) != result.reason:
             self._reported[job_id] = result.reason
             logger.warning(
@@ -251,21 +253,14 @@ class FileWatcher:
         return root_id
 
     async def _watch(self, root_id: tuple[int, int]) -> None:
-        stop = asyncio.Event()
+        stop = threading.Event()
         guard = asyncio.create_task(self._guard_root(root_id, stop))
         root = str(self.layout.root)
         try:
-            async for changes in awatch(
-                root,
-                watch_filter=None,
-                debounce=max(WATCH_DEBOUNCE_MS, self.watch_step_ms),
-                step=self.watch_step_ms,
-                stop_event=stop,
-                recursive=True,
-            ):
+            async for paths in change_batches(root, stop, hot_step_ms=self.watch_step_ms):
                 jobs: set[str] = set()
                 histories: set[str] = set()
-                for _change, path in changes:
+                for path in paths:
                     match self.layout.role_of(path):
                         case (job_id, "progress" | "dir"):
                             jobs.add(job_id)
@@ -284,7 +279,7 @@ class FileWatcher:
             guard.cancel()
             await asyncio.wait([guard])
 
-    async def _guard_root(self, root_id: tuple[int, int], stop: asyncio.Event) -> None:
+    async def _guard_root(self, root_id: tuple[int, int], stop: threading.Event) -> None:
         """Stop the watch when the root goes or is replaced; rescan now and then meanwhile."""
         # The watch is in place by the time this first runs: this scan catches what changed
         # between the scan before it and the watch.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Coroutine
 from typing import Any, Final
 
@@ -11,7 +12,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from sidecar.access import BEARER, authorized
 from sidecar.hub import JobHub, Subscription, TooManyClients, UnknownJob, Version
-from sidecar.keys import HUB, SETTINGS, SOCKETS
+from sidecar.keys import HUB, METRICS, SETTINGS, SOCKETS
 from sidecar.layout import is_valid_job_id
 
 logger = logging.getLogger(__name__)
@@ -120,6 +121,7 @@ async def _send_updates(
     send_timeout: float,
 ) -> None:
     """Send each new version (the latest only, when the client lags) until the end."""
+    metrics = request.app[METRICS]
     sent: Version | None = None
     history = _HistoryCursor() if subscription.history else None
     while True:
@@ -130,19 +132,23 @@ async def _send_updates(
         if version is None:
             await ws.close(code=CLOSE_UNKNOWN, message=b"job removed")
             return
-        frames: list[bytes] = []
         if sent is None:
-            frames.append(version.snapshot_frame())
+            if not await _send(request, ws, subscription, version.snapshot_frame(), send_timeout):
+                return
+            metrics.send.messages["snapshot"] += 1
             sent = version
         if history is not None and (log := history.frame(subscription, at=sent)) is not None:
-            frames.append(log)
+            if not await _send(request, ws, subscription, log, send_timeout):
+                return
+            metrics.send.messages["log"] += 1
         if version.seq != sent.seq:
-            frames.append(
-                version.snapshot_frame() if subscription.full else version.patch_frame(sent)
-            )
-        for frame in frames:
+            kind = "snapshot" if subscription.full else "patch"
+            frame = version.snapshot_frame() if subscription.full else version.patch_frame(sent)
+            metrics.send.coalesced += max(0, version.index - sent.index - 1)
             if not await _send(request, ws, subscription, frame, send_timeout):
                 return
+            metrics.send.messages[kind] += 1
+            metrics.event_to_send.observe(time.monotonic() - version.created)
         sent = version
         if version.complete:
             await ws.close(code=WSCloseCode.OK, message=b"job complete")
@@ -192,6 +198,7 @@ async def _send(
             request.remote,
             send_timeout,
         )
+        request.app[METRICS].send.send_timeouts += 1
         if request.transport is not None:
             request.transport.abort()
         return False

@@ -85,7 +85,7 @@ def test_scan_finds_files_and_bare_job_directories(tmp_path: Path) -> None:
     (tmp_path / "bare").mkdir()
     (tmp_path / ".hidden").mkdir()
     (tmp_path / "a-file").write_text("")
-    found = JobLayout(tmp_path, "{job_id}/progress.json").scan()
+    found = JobLayout(tmp_path, "{job_id}/progress.json").scan().jobs
     assert sorted(found) == ["bare", "with-file"]
     assert found["bare"].file is None
     signature = found["with-file"].file
@@ -97,4 +97,4 @@ def test_scan_finds_files_and_bare_job_directories(tmp_path: Path) -> None:
 def test_scan_without_job_directories(tmp_path: Path) -> None:
     (tmp_path / "p-a.json").write_text("{}")
     (tmp_path / "p-.json").write_text("{}")
-    assert list(JobLayout(tmp_path, "p-{job_id}.json").scan()) == ["a"]
+    assert list(JobLayout(tmp_path, "p-{job_id}.json").scan().jobs) == ["a"]

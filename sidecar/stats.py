@@ -1,0 +1,25 @@
+"""Plain counters kept where the work happens; ``metrics`` turns them into Prometheus metrics."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+
+@dataclass
+class WatchStats:
+    """What the watcher did with the filesystem."""
+
+    file_reads: int = 0  # attempts: a missing file counts
+    read_errors: Counter[str] = field(default_factory=Counter)
+    scans: int = 0
+    scan_stats: int = 0
+
+
+@dataclass
+class SendStats:
+    """What the WebSocket senders did."""
+
+    messages: Counter[str] = field(default_factory=Counter)
+    coalesced: int = 0
+    send_timeouts: int = 0
