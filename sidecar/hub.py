@@ -3,8 +3,10 @@
 Sources (the file watcher today, perhaps a message bus tomorrow) call ``put`` and ``remove``;
 connections ``subscribe`` and read ``Subscription.version`` whenever ``wait`` returns. Each
 version is diffed and serialised once, and the same bytes serve every client that is up to
-date. Backpressure policy: a subscription holds no queue, only a wake-up flag, so a slow
-client skips intermediate states and gets one patch from what it last saw to the latest.
+date: written at once to those whose connection is idle (``Subscription.direct``, as the
+websockets library's ``broadcast`` does), through their own sender otherwise. Backpressure
+policy: a subscription holds no queue, only a wake-up flag, so a slow client skips
+intermediate states and gets one patch from what it last saw to the latest.
 """
 
 from __future__ import annotations
@@ -18,6 +20,9 @@ from sidecar.codec import JSONObject, encode
 from sidecar.history import DEFAULT_MAX_ENTRIES, HistoryLog
 from sidecar.patch import json_equal, merge_patch
 from sidecar.state import JobState
+
+DirectSend = Callable[["Version", "Version"], bool]
+"""``direct(new, previous)`` writes the patch from ``previous`` to ``new`` now; False if it cannot."""
 
 
 class UnknownJob(LookupError):
@@ -93,7 +98,7 @@ class Version:
 class Subscription:
     """One client's view of one job."""
 
-    __slots__ = ("_channel", "_wake", "full", "history")
+    __slots__ = ("_channel", "_wake", "busy", "direct", "full", "history", "sent")
 
     def __init__(self, channel: _Channel, *, full: bool, history: bool) -> None:
         self._channel = channel
@@ -101,6 +106,12 @@ class Subscription:
         self._wake.set()
         self.full = full
         self.history = history
+        self.sent: Version | None = None
+        """The last version this client was sent."""
+        self.busy = False
+        """The client's own sender is in the middle of a send."""
+        self.direct: DirectSend | None = None
+        """Sends a patch at once, without waiting, if the connection can take it now."""
 
     @property
     def job_id(self) -> str:
@@ -186,8 +197,13 @@ class JobHub:
     def states(self) -> Iterator[JobState]:
         return (channel.state for channel in self._channels.values())
 
-    def put(self, state: JobState) -> None:
-        """Make ``state`` the job's current state; clients are told if what they see changed."""
+    def put(self, state: JobState, *, arrived: float | None = None) -> None:
+        """Make ``state`` the job's current state; clients are told if what they see changed.
+
+        Args:
+            state: the job's new state.
+            arrived: when the change reached the sidecar (monotonic clock); now by default.
+        """
         channel = self._channels.get(state.job_id)
         body = state.body()
         if channel is None:
@@ -198,8 +214,22 @@ class JobHub:
         channel.state = state
         if json_equal(channel.version.body, body):
             return
-        channel.version = Version(next(self._seq), body, channel.version)
+        previous = channel.version
+        version = channel.version = Version(next(self._seq), body, previous)
+        if arrived is not None:
+            version.created = arrived
         for subscription in channel.subscribers:
+            # The broadcast fast path: a client that is up to date and idle gets the shared
+            # patch written at once; any other is woken, and its sender catches it up.
+            if (
+                subscription.direct is not None
+                and not subscription.busy
+                and subscription.sent is previous
+                and subscription.direct(version, previous)
+            ):
+                subscription.sent = version
+                if not version.complete:
+                    continue  # its sender still has to close the connection after this one
             subscription.wake()
 
     def remove(self, job_id: str) -> None:

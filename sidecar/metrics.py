@@ -28,7 +28,7 @@ class Metrics:
         self.send = SendStats()
         self.event_to_send = Histogram(
             "sidecar_event_to_send_seconds",
-            "Time from a state's arrival (its file event, read and diff included) to its send to a client.",
+            "Time from a file event's arrival to the send of the state it brought (read, diff and encoding included).",
             buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
             registry=self.registry,
         )

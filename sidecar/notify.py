@@ -19,7 +19,7 @@ from watchfiles._rust_notify import RustNotify
 DEFAULT_HOT_STEP_MS = 1
 COLD_STEP_MS = 25
 HOT_SECONDS = 2.0
-DEBOUNCE_MS = 20
+DEBOUNCE_MS = 5
 
 
 async def change_batches(

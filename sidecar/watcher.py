@@ -159,8 +159,14 @@ class FileWatcher:
         if entries or reset:
             self.hub.extend_history(job_id, entries, reset=reset)
 
-    def refresh(self, job_id: str, *, attempt: int = 0) -> None:
-        """Read one job's file now and publish what it holds."""
+    def refresh(self, job_id: str, *, attempt: int = 0, arrived: float | None = None) -> None:
+        """Read one job's file now and publish what it holds.
+
+        Args:
+            job_id: the job.
+            attempt: how many re-reads of a bad file came before this one.
+            arrived: when the event behind this read reached the sidecar (monotonic clock).
+        """
         result = read_progress(self.layout.file_for(job_id), max_bytes=self.max_file_bytes)
         self.stats.file_reads += 1
         current = self.hub.get(job_id)
@@ -178,7 +184,8 @@ class FileWatcher:
                     modified_at=result.modified_at,
                     now=self._clock(),
                     stall_after=self.stall_after,
-                )
+                ),
+                arrived=arrived,
             )
         elif isinstance(result, Missing) and (current is None or not current.has_file):
             self._missing(job_id, current)
@@ -258,6 +265,7 @@ class FileWatcher:
         root = str(self.layout.root)
         try:
             async for paths in change_batches(root, stop, hot_step_ms=self.watch_step_ms):
+                arrived = time.monotonic()
                 jobs: set[str] = set()
                 histories: set[str] = set()
                 for path in paths:
@@ -274,7 +282,7 @@ class FileWatcher:
                 for job_id in histories:
                     self.tail_history(job_id)
                 for job_id in jobs:
-                    self.refresh(job_id)
+                    self.refresh(job_id, arrived=arrived)
         finally:
             guard.cancel()
             await asyncio.wait([guard])

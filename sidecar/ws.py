@@ -11,9 +11,10 @@ from typing import Any, Final
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from sidecar.access import BEARER, authorized
-from sidecar.hub import JobHub, Subscription, TooManyClients, UnknownJob, Version
+from sidecar.hub import DirectSend, JobHub, Subscription, TooManyClients, UnknownJob, Version
 from sidecar.keys import HUB, METRICS, SETTINGS, SOCKETS
 from sidecar.layout import is_valid_job_id
+from sidecar.metrics import Metrics
 
 logger = logging.getLogger(__name__)
 
@@ -122,8 +123,9 @@ async def _send_updates(
 ) -> None:
     """Send each new version (the latest only, when the client lags) until the end."""
     metrics = request.app[METRICS]
-    sent: Version | None = None
     history = _HistoryCursor() if subscription.history else None
+    if not subscription.full and history is None:
+        subscription.direct = _direct_sender(request, ws, metrics)
     while True:
         await subscription.wait()
         if reader.done():
@@ -132,27 +134,78 @@ async def _send_updates(
         if version is None:
             await ws.close(code=CLOSE_UNKNOWN, message=b"job removed")
             return
-        if sent is None:
-            if not await _send(request, ws, subscription, version.snapshot_frame(), send_timeout):
+        subscription.busy = True
+        try:
+            if not await _catch_up(request, ws, subscription, version, history, send_timeout):
                 return
-            metrics.send.messages["snapshot"] += 1
-            sent = version
-        if history is not None and (log := history.frame(subscription, at=sent)) is not None:
-            if not await _send(request, ws, subscription, log, send_timeout):
-                return
-            metrics.send.messages["log"] += 1
-        if version.seq != sent.seq:
-            kind = "snapshot" if subscription.full else "patch"
-            frame = version.snapshot_frame() if subscription.full else version.patch_frame(sent)
-            metrics.send.coalesced += max(0, version.index - sent.index - 1)
-            if not await _send(request, ws, subscription, frame, send_timeout):
-                return
-            metrics.send.messages[kind] += 1
-            metrics.event_to_send.observe(time.monotonic() - version.created)
-        sent = version
+        finally:
+            subscription.busy = False
         if version.complete:
             await ws.close(code=WSCloseCode.OK, message=b"job complete")
             return
+
+
+async def _catch_up(
+    request: web.Request,
+    ws: web.WebSocketResponse,
+    subscription: Subscription,
+    version: Version,
+    history: _HistoryCursor | None,
+    send_timeout: float,
+) -> bool:
+    """Bring one client to ``version``: the snapshot first, then history, then a patch."""
+    metrics = request.app[METRICS]
+    sent = subscription.sent
+    if sent is None:
+        if not await _send(request, ws, subscription, version.snapshot_frame(), send_timeout):
+            return False
+        metrics.send.messages["snapshot"] += 1
+        sent = subscription.sent = version
+    if history is not None and (log := history.frame(subscription, at=sent)) is not None:
+        if not await _send(request, ws, subscription, log, send_timeout):
+            return False
+        metrics.send.messages["log"] += 1
+    if version.seq != sent.seq:
+        kind = "snapshot" if subscription.full else "patch"
+        frame = version.snapshot_frame() if subscription.full else version.patch_frame(sent)
+        metrics.send.coalesced += max(0, version.index - sent.index - 1)
+        if not await _send(request, ws, subscription, frame, send_timeout):
+            return False
+        metrics.send.messages[kind] += 1
+        metrics.event_to_send.observe(time.monotonic() - version.created)
+        subscription.sent = version
+    return True
+
+
+def _direct_sender(request: web.Request, ws: web.WebSocketResponse, metrics: Metrics) -> DirectSend:
+    """A sender that writes a patch frame straight to the socket when nothing is queued there.
+
+    It never waits: a connection with unsent bytes (a slow reader) is left to its own sender,
+    which has the timeout. Server frames are not masked and compression is off, so a frame is
+    its header and the shared bytes (RFC 6455, section 5.2).
+    """
+
+    def send(version: Version, previous: Version) -> bool:
+        transport = request.transport
+        if ws.closed or transport is None or transport.is_closing():
+            return False
+        if transport.get_write_buffer_size():
+            return False
+        frame = version.patch_frame(previous)
+        transport.write(_text_frame_header(len(frame)) + frame)
+        metrics.send.messages["patch"] += 1
+        metrics.event_to_send.observe(time.monotonic() - version.created)
+        return True
+
+    return send
+
+
+def _text_frame_header(length: int) -> bytes:
+    if length < 126:
+        return bytes((0x81, length))
+    if length < 1 << 16:
+        return bytes((0x81, 126)) + length.to_bytes(2, "big")
+    return bytes((0x81, 127)) + length.to_bytes(8, "big")
 
 
 class _HistoryCursor:

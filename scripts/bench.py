@@ -1,0 +1,103 @@
+#!/usr/bin/env python3
+"""progress-sidecar's benchmarks: each scenario runs the sidecar and its contenders side by side.
+
+    .venv/bin/python scripts/bench.py --all                 # every scenario, about 5 minutes
+    .venv/bin/python scripts/bench.py --latency --idle      # some of them
+
+Each prints a table with every figure beside its target, and writes JSON (and the latency CDF
+plot) under bench-results/. docs/benchmarks.md explains the scenarios and holds the latest run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from benchmarks import bytes as bytes_scenario
+from benchmarks import fanout, idle, latency, legacy, startup
+from benchmarks.common import machine
+from benchmarks.plot import latency_cdf
+
+SCENARIOS = {
+    "latency": latency,
+    "fanout": fanout,
+    "idle": idle,
+    "bytes": bytes_scenario,
+    "startup": startup,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--all", action="store_true", help="run every scenario")
+    for name, module in SCENARIOS.items():
+        parser.add_argument(
+            f"--{name}", action="store_true", help=(module.__doc__ or "").split("\n")[0]
+        )
+    parser.add_argument("--out", type=Path, default=Path("bench-results"), help="where results go")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="short runs, to check that the scenarios work (figures are not meaningful)",
+    )
+    parser.add_argument("--legacy-server", metavar="ROOT", help=argparse.SUPPRESS)
+    parser.add_argument("--fanout-worker", nargs=5, metavar="ARG", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.legacy_server:
+        asyncio.run(legacy.serve(Path(args.legacy_server)))
+        return 0
+    if args.fanout_worker:
+        base, prefix, clients, offset, final = args.fanout_worker
+        asyncio.run(fanout.worker(base, prefix, int(clients), int(offset), int(final)))
+        return 0
+    chosen = [name for name in SCENARIOS if args.all or getattr(args, name)]
+    if not chosen:
+        parser.error("choose scenarios (--latency, --fanout, --idle, --bytes, --startup) or --all")
+    args.out.mkdir(parents=True, exist_ok=True)
+    print(f"machine: {machine()}\n")
+    missed = 0
+    for name in chosen:
+        began = time.monotonic()
+        result: dict[str, Any] = asyncio.run(SCENARIOS[name].run(**_options(name, args.quick)))
+        result["machine"] = machine()
+        result["wall_seconds"] = time.monotonic() - began
+        print(
+            f"== {name} ({result['wall_seconds']:.0f} s)\n{SCENARIOS[name].report(result)}\n",
+            flush=True,
+        )
+        if name == "latency":
+            plot = args.out / "latency-cdf.png"
+            latency_cdf(
+                result["samples_ms"],
+                plot,
+                title=f"write to receive, 1 job at {result['rate_hz']:.0f} Hz",
+            )
+            print(f"plot: {plot}\n")
+        missed += sum(v != "ok" for v in result["targets"].values())
+        (args.out / f"{name}.json").write_text(json.dumps(result, indent=1) + "\n")
+    print(f"targets missed: {missed}; results in {args.out}/")
+    return 0
+
+
+def _options(name: str, quick: bool) -> dict[str, Any]:
+    if not quick:
+        return {}
+    return {
+        "latency": {"seconds": 3, "rounds": 3},
+        "fanout": {"seconds": 6},
+        "idle": {"seconds": 3},
+        "bytes": {"steps": 40, "interval": 0.05},
+        "startup": {"rounds": 1},
+    }[name]
+
+
+if __name__ == "__main__":
+    sys.exit(main())

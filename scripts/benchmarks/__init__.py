@@ -1,0 +1,1 @@
+"""The scenarios of scripts/bench.py, one module each."""

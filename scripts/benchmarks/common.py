@@ -1,0 +1,158 @@
+"""What every scenario needs: processes to start and measure, writers, percentiles, tables."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import platform
+import re
+import statistics
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+BENCH = REPO / "scripts" / "bench.py"
+URL_LINE = re.compile(r"listening on (http://\S+)")
+
+
+def machine() -> str:
+    return f"{platform.machine()}, {os.cpu_count()} cores, Linux {platform.release()}, Python {platform.python_version()}"
+
+
+@dataclass
+class Server:
+    process: asyncio.subprocess.Process
+    url: str
+
+    @property
+    def ws(self) -> str:
+        return self.url.replace("http", "ws", 1)
+
+    async def stop(self) -> None:
+        if self.process.returncode is None:
+            self.process.terminate()
+            await self.process.wait()
+
+
+async def spawn(*args: str, ready_timeout: float = 60) -> Server:
+    """Start a server process that prints 'listening on URL' when ready."""
+    process = await asyncio.create_subprocess_exec(
+        *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL
+    )
+    assert process.stdout is not None
+    line = (await asyncio.wait_for(process.stdout.readline(), ready_timeout)).decode()
+    match = URL_LINE.search(line)
+    if not match:
+        raise SystemExit(f"{args[:3]} did not start: {line!r}")
+    return Server(process, match.group(1))
+
+
+async def start_sidecar(root: Path, *extra: str) -> Server:
+    return await spawn(
+        sys.executable,
+        "-m",
+        "sidecar",
+        "--root",
+        str(root),
+        "--port",
+        "0",
+        "--log-level",
+        "warning",
+        *extra,
+    )
+
+
+async def start_legacy(root: Path) -> Server:
+    return await spawn(sys.executable, str(BENCH), "--legacy-server", str(root))
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+class CpuMeter:
+    """CPU use of a process over a stretch of time, as % of one core."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.began_cpu = cpu_seconds(pid)
+        self.began = time.monotonic()
+
+    def percent(self) -> float:
+        return 100 * (cpu_seconds(self.pid) - self.began_cpu) / (time.monotonic() - self.began)
+
+
+def write_atomic(path: Path, state: dict[str, Any]) -> float:
+    """Write like a careful trainer; returns the time of the rename."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(state))
+    written = time.time()
+    os.replace(tmp, path)
+    return written
+
+
+def percentiles(samples: Sequence[float]) -> dict[str, float]:
+    if not samples:
+        return {
+            "n": 0,
+            "p50": float("nan"),
+            "p90": float("nan"),
+            "p99": float("nan"),
+            "max": float("nan"),
+        }
+    ordered = sorted(samples)
+
+    def at(q: float) -> float:
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+    return {
+        "n": len(ordered),
+        "p50": statistics.median(ordered),
+        "p90": at(0.9),
+        "p99": at(0.99),
+        "max": ordered[-1],
+    }
+
+
+def verdict(value: float, target: float, *, higher_is_better: bool = False) -> str:
+    ok = value >= target if higher_is_better else value <= target
+    return "ok" if ok else "MISSED"
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    cells = [[_cell(c) for c in row] for row in rows]
+    widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(headers)]
+    lines = [
+        "  ".join(
+            h.ljust(w) if i == 0 else h.rjust(w)
+            for i, (h, w) in enumerate(zip(headers, widths, strict=True))
+        )
+    ]
+    for row in cells:
+        lines.append(
+            "  ".join(
+                c.ljust(w) if i == 0 else c.rjust(w)
+                for i, (c, w) in enumerate(zip(row, widths, strict=True))
+            )
+        )
+    return "\n".join(lines)
+
+
+def _cell(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.2f}" if abs(value) < 1000 else f"{value:.0f}"
+    return str(value)
