@@ -236,7 +236,7 @@ class ProgressCallback(TrainerCallback):
         document = {
             "job_id": self.job_id,
             "status": status,
-            **self._fields,
+            **{k: _significant(v) for k, v in self._fields.items()},
             **self.gpu.sample(),
             **self._process,
             "timestamp": _now_iso(),
@@ -247,6 +247,14 @@ class ProgressCallback(TrainerCallback):
         entry = {"step": state.global_step, "epoch": state.epoch, "timestamp": _now_iso()}
         entry.update({k: v for k, v in logs.items() if isinstance(v, int | float)})
         self.writer.append_history(entry)
+
+
+def _significant(value: Any, digits: int = 6) -> Any:
+    """Floats to ``digits`` significant digits: enough to show, and short on the wire (the
+    full values are in metrics.jsonl)."""
+    if isinstance(value, float) and math.isfinite(value) and value != 0:
+        return float(f"{value:.{digits}g}")
+    return value
 
 
 def _whole(value: float) -> int | float:
