@@ -19,6 +19,10 @@ BEARER = "bearer"
 """The WebSocket subprotocol that carries a token for browsers: ``["bearer", token]``."""
 
 
+PUBLIC_PREFIX = "/static/"
+"""Code and styles, no data: open to any page on any origin (the browser client lives here)."""
+
+
 def presented_token(request: web.BaseRequest) -> str | None:
     """The token a request carries: ``Authorization: Bearer``, ``?token=``, or the subprotocols
     ``bearer, <token>`` (browsers can set no header on a WebSocket)."""
@@ -65,6 +69,8 @@ def access_control(*, token: str | None, allowed_origins: frozenset[str]) -> Mid
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path.startswith(PUBLIC_PREFIX):
+            return await handler(request)
         origin = request.headers.get("Origin")
         cross = origin is not None and origin.lower() != request_origin(request)
         if origin is not None and not origin_allowed(

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from sidecar import rest, ws
+from sidecar import dashboard, jobs_stream, rest, ws
 from sidecar.access import access_control
 from sidecar.hub import JobHub
 from sidecar.keys import HUB, METRICS, SETTINGS, SOCKETS, WATCHER
@@ -47,6 +47,8 @@ def create_app(settings: Settings) -> web.Application:
     app[METRICS] = Metrics(hub, app[WATCHER].stats)
     hub.history_source = app[WATCHER].load_history
     app.router.add_get("/ws/training/{job_id}", ws.training_socket)
+    app.router.add_get("/ws/jobs", jobs_stream.jobs_socket)
+    dashboard.add_routes(app)
     app.add_routes(rest.routes)
     app.cleanup_ctx.append(_background_tasks)
     app.on_shutdown.append(_close_sockets)

@@ -137,6 +137,25 @@ class Subscription:
         self._wake.set()
 
 
+class JobsWatch:
+    """One client of the jobs list: which jobs changed since it last looked."""
+
+    __slots__ = ("changed", "hub", "wake")
+
+    def __init__(self, hub: JobHub) -> None:
+        self.hub = hub
+        self.changed: set[str] = set(hub._channels)
+        self.wake = asyncio.Event()
+        self.wake.set()
+
+    async def take(self) -> set[str]:
+        """Wait for changes, then return the ids of the jobs that changed (or went)."""
+        await self.wake.wait()
+        self.wake.clear()
+        changed, self.changed = self.changed, set()
+        return changed
+
+
 class _Channel:
     __slots__ = ("history", "job_id", "removed", "state", "subscribers", "version")
 
@@ -168,6 +187,7 @@ class JobHub:
         self._channels: dict[str, _Channel] = {}
         self._seq = itertools.count(1)
         self._clients = 0
+        self._jobs_watches: set[JobsWatch] = set()
         self.max_clients = max_clients
         self.max_clients_per_job = max_clients_per_job
         self.max_history = max_history
@@ -210,10 +230,12 @@ class JobHub:
             self._channels[state.job_id] = _Channel(
                 state.job_id, state, Version(next(self._seq), body, None)
             )
+            self._touch(state.job_id)
             return
         channel.state = state
         if json_equal(channel.version.body, body):
             return
+        self._touch(state.job_id)
         previous = channel.version
         version = channel.version = Version(next(self._seq), body, previous)
         if arrived is not None:
@@ -240,6 +262,30 @@ class JobHub:
         channel.removed = True
         for subscription in channel.subscribers:
             subscription.wake()
+        self._touch(job_id)
+
+    def watch_jobs(self) -> JobsWatch:
+        """Follow every job's comings, goings and changes (the dashboard's list).
+
+        Raises:
+            TooManyClients: ``max_clients`` is reached.
+        """
+        if self._clients >= self.max_clients:
+            raise TooManyClients("too many clients")
+        watch = JobsWatch(self)
+        self._jobs_watches.add(watch)
+        self._clients += 1
+        return watch
+
+    def unwatch_jobs(self, watch: JobsWatch) -> None:
+        if watch in self._jobs_watches:
+            self._jobs_watches.remove(watch)
+            self._clients -= 1
+
+    def _touch(self, job_id: str) -> None:
+        for watch in self._jobs_watches:
+            watch.changed.add(job_id)
+            watch.wake.set()
 
     def history(self, job_id: str) -> HistoryLog | None:
         """A job's history, loaded from its source at the first call; None for an unknown job."""

@@ -52,7 +52,7 @@ class _Figures(Collector):
         messages = CounterMetricFamily(
             "sidecar_messages_sent", "WebSocket messages sent, by type.", labels=["type"]
         )
-        for kind in ("snapshot", "patch", "log"):
+        for kind in ("snapshot", "patch", "log", "jobs_snapshot", "jobs_patch"):
             messages.add_metric([kind], self.send.messages[kind])
         yield messages
         yield CounterMetricFamily(

@@ -18,6 +18,9 @@ DERIVED_KEYS = ("complete", "stalled", "stall_reason", "read_error")
 
 PENDING_DOCUMENT: JSONObject = {"status": "pending"}
 
+SUMMARY_KEYS = ("current_step", "total_steps", "loss", "eval_loss", "eta_seconds", "error")
+"""Keys of the file that the jobs list shows too, when the file has them."""
+
 
 def is_terminal(status: JSONValue) -> bool:
     return isinstance(status, str) and status.lower() in TERMINAL_STATUSES
@@ -87,16 +90,23 @@ class JobState:
         return body
 
     def summary(self) -> JSONObject:
-        """The job's line in ``GET /api/jobs``."""
-        return {
+        """The job's line in ``GET /api/jobs`` and ``/ws/jobs``."""
+        summary: JSONObject = {
             "job_id": self.job_id,
             "status": self.document.get("status"),
             "progress": self.document.get("progress"),
             "complete": self.complete,
             "stalled": self.stalled,
             "updated_at": isoformat_utc(self.modified_at),
-            **({"read_error": self.read_error} if self.read_error is not None else {}),
         }
+        for key in SUMMARY_KEYS:
+            if key in self.document:
+                summary[key] = self.document[key]
+        if self.stall_reason is not None:
+            summary["stall_reason"] = self.stall_reason
+        if self.read_error is not None:
+            summary["read_error"] = self.read_error
+        return summary
 
 
 def pending_state(job_id: str, *, modified_at: float) -> JobState:

@@ -63,12 +63,17 @@ async def training_socket(request: web.Request) -> web.WebSocketResponse:
         hub.unsubscribe(subscription)
         sockets.discard(ws)
         reader.cancel()
-        if not ws.closed:
-            # A connection lost mid-stream leaves aiohttp's heartbeat timer holding the socket's
-            # objects until it fires (20 s); closing releases them now.
-            _detach(ws.close(code=WSCloseCode.GOING_AWAY))
+        release(ws)
         await asyncio.wait([reader])
     return ws
+
+
+def release(ws: web.WebSocketResponse) -> None:
+    """Close a socket whose handler is ending, without waiting for it."""
+    if not ws.closed:
+        # A connection lost mid-stream leaves aiohttp's heartbeat timer holding the socket's
+        # objects until it fires (20 s); closing releases them now.
+        _detach(ws.close(code=WSCloseCode.GOING_AWAY))
 
 
 _detached: set[asyncio.Task[Any]] = set()

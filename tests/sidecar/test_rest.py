@@ -25,6 +25,7 @@ async def test_list_jobs(jobs_root: Path, start_sidecar: StartSidecar) -> None:
         "progress": 45.5,
         "complete": False,
         "stalled": False,
+        "loss": 1.0,
     }
     assert jobs[0]["complete"] is True
     assert jobs[2]["status"] == "pending"

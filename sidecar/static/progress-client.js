@@ -1,0 +1,197 @@
+/*
+ * progress-sidecar browser client. No build step, no dependency; load it from the sidecar:
+ *
+ *   <script src="http://sidecar-host:8765/static/progress-client.js"></script>
+ *   const client = new ProgressClient({
+ *     url: "http://sidecar-host:8765", jobId: "job_abc123", token: "...",
+ *     onState: (state) => render(state),          // the whole merged state, after each message
+ *     onLog: (entries, reset) => plot(entries),   // metrics history (asks for history=1)
+ *   });
+ *   client.start();
+ *
+ * It merges the snapshot and the JSON Merge Patches, reconnects with exponential backoff and
+ * jitter (a fresh snapshot each time), falls back to polling GET /api/jobs/{id} after repeated
+ * WebSocket failures (trying the WebSocket again now and then), and stops once the job is
+ * complete. Protocol: docs/protocol.md.
+ */
+(function (root) {
+  "use strict";
+
+  function mergePatch(target, patch) {
+    if (patch === null || typeof patch !== "object" || Array.isArray(patch)) return patch;
+    const isObject = target !== null && typeof target === "object" && !Array.isArray(target);
+    const result = isObject ? Object.assign({}, target) : {};
+    for (const [key, value] of Object.entries(patch)) {
+      if (value === null) delete result[key];
+      else result[key] = mergePatch(result[key], value);
+    }
+    return result;
+  }
+
+  function withoutEnvelope(message) {
+    const fields = Object.assign({}, message);
+    delete fields.type;
+    delete fields.seq;
+    return fields;
+  }
+
+  class ProgressClient {
+    /**
+     * @param {object} options
+     * @param {string} [options.url] the sidecar, e.g. "http://host:8765" (default: this page's origin)
+     * @param {string} options.jobId the job to follow
+     * @param {string} [options.token] the sidecar's token, if it has one
+     * @param {function} [options.onState] called with the merged state after each change
+     * @param {function} [options.onLog] called with (entries, reset) for history; asks for it
+     * @param {function} [options.onStatus] called with "connecting", "live", "polling",
+     *   "reconnecting", "complete" or "error: <reason>"
+     * @param {number} [options.pollInterval] ms between REST polls (2000)
+     * @param {number} [options.failuresBeforePolling] WebSocket failures in a row before polling (3)
+     * @param {number} [options.minBackoff] first reconnection pause, ms (250)
+     * @param {number} [options.maxBackoff] longest reconnection pause, ms (10000)
+     */
+    constructor(options) {
+      this.options = Object.assign(
+        { pollInterval: 2000, failuresBeforePolling: 3, minBackoff: 250, maxBackoff: 10000 },
+        options,
+      );
+      if (!this.options.jobId) throw new Error("jobId is required");
+      this.base = (this.options.url || root.location.origin).replace(/\/+$/, "");
+      this.state = null;
+      this.mode = "idle";
+      this.failures = 0;
+      this.ws = null;
+      this.timer = null;
+      this.stopped = true;
+      this.polling = false;
+      this.polls = 0;
+    }
+
+    start() {
+      this.stopped = false;
+      this._connect();
+      return this;
+    }
+
+    stop() {
+      this.stopped = true;
+      clearTimeout(this.timer);
+      if (this.ws) {
+        this.ws.onclose = null;
+        this.ws.close(1000);
+        this.ws = null;
+      }
+    }
+
+    _status(status) {
+      this.mode = status;
+      if (this.options.onStatus) this.options.onStatus(status);
+    }
+
+    _wsUrl() {
+      const url = new URL(`${this.base}/ws/training/${encodeURIComponent(this.options.jobId)}`);
+      url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
+      if (this.options.onLog) url.searchParams.set("history", "1");
+      return url.toString();
+    }
+
+    _connect() {
+      if (this.stopped) return;
+      if (!this.polling) this._status(this.failures ? "reconnecting" : "connecting");
+      // The token rides in the subprotocols: browsers cannot set headers on a WebSocket, and a
+      // query parameter would end up in logs along the way.
+      const protocols = this.options.token ? ["bearer", this.options.token] : [];
+      let ws;
+      try {
+        ws = new WebSocket(this._wsUrl(), protocols);
+      } catch (error) {
+        this._failed(String(error));
+        return;
+      }
+      this.ws = ws;
+      let opened = false;
+      ws.onopen = () => {
+        opened = true;
+      };
+      ws.onmessage = (event) => {
+        const message = JSON.parse(event.data);
+        if (message.type === "log") {
+          if (this.options.onLog) this.options.onLog(message.entries, Boolean(message.reset));
+          return;
+        }
+        this.failures = 0;
+        this.polling = false;
+        if (this.mode !== "live") this._status("live");
+        const fields = withoutEnvelope(message);
+        this.state = message.type === "patch" && this.state ? mergePatch(this.state, fields) : fields;
+        this._emit();
+      };
+      ws.onclose = (event) => {
+        this.ws = null;
+        if (this.stopped) return;
+        if (this.state && this.state.complete) return this._complete();
+        if (event.code === 4401 || event.code === 4400) {
+          this.stopped = true;
+          this._status(`error: ${event.reason || event.code}`);
+          return;
+        }
+        // 4404: the job does not exist (yet); 1001: the sidecar restarts; 1006: the network.
+        this._failed(opened ? `closed ${event.code}` : "no connection");
+      };
+    }
+
+    _failed(reason) {
+      if (this.polling) return; // a probe while polling: the polls go on
+      this.failures += 1;
+      if (this.failures >= this.options.failuresBeforePolling) {
+        this.polling = true;
+        this.polls = 0;
+        this._status("polling");
+        this._poll();
+        return;
+      }
+      const ceiling = Math.min(this.options.maxBackoff, this.options.minBackoff * 2 ** this.failures);
+      const delay = ceiling / 2 + Math.random() * (ceiling / 2); // jitter: no thundering herd
+      this._status("reconnecting");
+      this.timer = setTimeout(() => this._connect(), delay);
+    }
+
+    async _poll() {
+      if (this.stopped || !this.polling) return;
+      const headers = this.options.token ? { Authorization: `Bearer ${this.options.token}` } : {};
+      try {
+        const job = encodeURIComponent(this.options.jobId);
+        const response = await fetch(`${this.base}/api/jobs/${job}`, { headers, cache: "no-store" });
+        if (!this.polling) return; // the WebSocket came back meanwhile
+        if (response.status === 401) {
+          this.stopped = true;
+          this._status("error: unauthorized");
+          return;
+        }
+        if (response.ok) {
+          this.state = withoutEnvelope(await response.json());
+          this._emit();
+          if (this.state.complete) return this._complete();
+        }
+      } catch (error) {
+        // unreachable for now: poll again
+      }
+      this.polls += 1;
+      // Every few polls, try the WebSocket again; its first message ends the polling.
+      if (this.polls % 5 === 0 && !this.ws) this._connect();
+      this.timer = setTimeout(() => this._poll(), this.options.pollInterval);
+    }
+
+    _emit() {
+      if (this.options.onState) this.options.onState(this.state);
+    }
+
+    _complete() {
+      this.stopped = true;
+      this._status("complete");
+    }
+  }
+
+  ProgressClient.mergePatch = mergePatch;
+  root.ProgressClient = ProgressClient;
+})(typeof window !== "undefined" ? window : globalThis);
