@@ -60,6 +60,7 @@ async def demo(root: Path, port: int, steps: int, once: bool) -> int:
     try:
         ws = url.replace("http", "ws", 1)
         print(f"sidecar at {url}, watching {root}")
+        print(f"  dashboard:     {url}/")
         jobs.append(
             await start_job(
                 root, good, "--max-steps", str(steps), "--eval-steps", str(max(5, steps // 10))
