@@ -16,7 +16,14 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from playwright.async_api import Browser, ConsoleMessage, Page, async_playwright, expect
+from playwright.async_api import (
+    Browser,
+    ConsoleMessage,
+    Page,
+    WebSocketRoute,
+    async_playwright,
+    expect,
+)
 
 from tests.conftest import Sidecar, StartSidecar
 from tests.helpers import write_atomic
@@ -278,3 +285,30 @@ async def test_a_real_training_run_in_the_job_view(
     assert shot.read_bytes().startswith(b"\x89PNG")
     if os.environ.get("DOCS_SCREENSHOT"):
         shutil.copy(shot, DOCS / "dashboard-job.png")
+
+
+async def test_the_client_falls_back_to_polling_and_comes_back(
+    jobs_root: Path, start_sidecar: StartSidecar, browser: Browser
+) -> None:
+    """WebSockets blocked (a proxy that refuses upgrades): REST polling every 2 s, then back."""
+    write_atomic(jobs_root / "j" / "progress.json", running(1))
+    sidecar = await start_sidecar()
+    page = await browser.new_page()
+    blocked = True
+
+    async def route(ws: WebSocketRoute) -> None:
+        if blocked:
+            await ws.close(code=1011, reason="blocked by a proxy")
+        else:
+            ws.connect_to_server()
+
+    await page.route_web_socket(re.compile(r"/ws/training/"), route)
+    await page.goto(sidecar.url("/#job=j"))
+    await expect(page.locator("#connection")).to_have_text("polling", timeout=10000)
+    await expect(page.locator("[data-field=step] dd")).to_have_text("1 / 100", timeout=5000)
+    write_atomic(jobs_root / "j" / "progress.json", running(2))
+    await expect(page.locator("[data-field=step] dd")).to_have_text("2 / 100", timeout=5000)
+    blocked = False  # every fifth poll tries the WebSocket again
+    await expect(page.locator("#connection")).to_have_text("live", timeout=15000)
+    write_atomic(jobs_root / "j" / "progress.json", running(3))
+    await expect(page.locator("[data-field=step] dd")).to_have_text("3 / 100", timeout=2000)
