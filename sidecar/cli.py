@@ -49,7 +49,7 @@ _OPTIONS: list[tuple[str, Callable[[str], Any], str | None, str]] = [
     ("--send-timeout", positive_float, "SECONDS", "a client that takes no data for this long is dropped"),
     ("--heartbeat", positive_float, "SECONDS", "ping each client this often; one that does not answer within half of it is dropped"),
     ("--max-history", positive_int, "N", "history entries (metrics.jsonl lines) kept per job; the oldest go first"),
-    ("--watch-step-ms", positive_int, "MS", "inotify batching: quiet time that ends a batch of events; lower is faster but costs more idle CPU (see docs/benchmarks.md)"),
+    ("--watch-step-ms", positive_int, "MS", "while events flow, the quiet time that ends a batch of them (after 2 s without events the watcher wakes only every 25 ms; see docs/benchmarks.md)"),
 ]  # fmt: skip
 
 

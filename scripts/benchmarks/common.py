@@ -105,6 +105,18 @@ def write_atomic(path: Path, state: dict[str, Any]) -> float:
     return written
 
 
+def latencies(written: dict[int, float], got: list[tuple[float, int]]) -> list[float]:
+    """For each write, ms until the client held that step or a later one."""
+    samples, index = [], 0
+    for step in sorted(written):
+        while index < len(got) and got[index][1] < step:
+            index += 1
+        if index == len(got):
+            break
+        samples.append((got[index][0] - written[step]) * 1000)
+    return samples
+
+
 def percentiles(samples: Sequence[float]) -> dict[str, float]:
     if not samples:
         return {

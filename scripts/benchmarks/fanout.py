@@ -24,6 +24,7 @@ from benchmarks.common import (
     BENCH,
     CpuMeter,
     Server,
+    latencies,
     peak_rss_mb,
     percentiles,
     start_legacy,
@@ -118,18 +119,6 @@ async def _event_to_send(server: Server) -> dict[str, float] | None:
         "under_20_ms": buckets.get("0.02", 0) / count,
         "under_50_ms": buckets.get("0.05", 0) / count,
     }
-
-
-def latencies(written: dict[int, float], got: list[tuple[float, int]]) -> list[float]:
-    """For each write, ms until this client held that step or a later one."""
-    samples, index = [], 0
-    for step in sorted(written):
-        while index < len(got) and got[index][1] < step:
-            index += 1
-        if index == len(got):
-            break
-        samples.append((got[index][0] - written[step]) * 1000)
-    return samples
 
 
 async def _phase(

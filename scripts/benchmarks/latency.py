@@ -18,6 +18,7 @@ import aiohttp
 
 from benchmarks.common import (
     Server,
+    latencies,
     percentiles,
     start_legacy,
     start_sidecar,
@@ -52,18 +53,6 @@ async def _poll_rest(url: str, got: list[tuple[float, int]], stop: asyncio.Event
             if step is not None:
                 got.append((time.time(), step))
             await asyncio.sleep(1.0)
-
-
-def latencies(written: dict[int, float], got: list[tuple[float, int]]) -> list[float]:
-    """For each write, ms until the contender held that step or a later one."""
-    samples, index = [], 0
-    for step in sorted(written):
-        while index < len(got) and got[index][1] < step:
-            index += 1
-        if index == len(got):
-            break
-        samples.append((got[index][0] - written[step]) * 1000)
-    return samples
 
 
 async def _round(
