@@ -68,6 +68,11 @@ class _Figures(Collector):
         yield CounterMetricFamily(
             "sidecar_file_reads", "Progress files opened and read.", value=self.watch.file_reads
         )
+        yield CounterMetricFamily(
+            "sidecar_file_rereads",
+            "Bad reads read again a few ms later (a writer caught half-way); most then succeed.",
+            value=self.watch.rereads,
+        )
         errors = CounterMetricFamily(
             "sidecar_file_read_errors",
             "Reads that gave no JSON object, by reason.",

@@ -12,6 +12,7 @@ class WatchStats:
 
     file_reads: int = 0  # attempts: a missing file counts
     read_errors: Counter[str] = field(default_factory=Counter)
+    rereads: int = 0  # bad reads read again a few ms later (a writer caught half-way)
     scans: int = 0
     scan_stats: int = 0
 

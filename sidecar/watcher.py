@@ -193,6 +193,7 @@ class FileWatcher:
             # Unreadable, or gone from a job that had one: a writer may be half-way through.
             if current is None:  # the job exists meanwhile: its file does
                 self.hub.put(job_state.pending_state(job_id, modified_at=self._clock()))
+            self.stats.rereads += 1
             delay = TORN_READ_RETRIES[attempt]
             loop = asyncio.get_running_loop()
             self._retries[job_id] = loop.call_later(delay, self._retry, job_id, attempt + 1)

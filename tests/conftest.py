@@ -8,10 +8,15 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
+from hypothesis import settings
 
 from sidecar.app import create_app
 from sidecar.settings import Settings
 from tests.helpers import StreamClient
+
+# Examples are timed by hypothesis; on a busy machine that is noise, not a failure.
+settings.register_profile("project", deadline=None)
+settings.load_profile("project")
 
 
 @pytest.fixture

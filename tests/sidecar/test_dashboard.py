@@ -277,8 +277,8 @@ async def test_a_real_training_run_in_the_job_view(
     )  # fmt: skip
     assert await asyncio.wait_for(trainer.wait(), 180) == 0
     page = watched.page
-    await expect(page.locator("[data-field=status] dd")).to_have_text("completed", timeout=10000)
-    await expect(page.locator("#chart")).to_have_attribute("data-points", "60", timeout=5000)
+    await expect(page.locator("[data-field=status] dd")).to_have_text("completed", timeout=30000)
+    await expect(page.locator("#chart")).to_have_attribute("data-points", "60", timeout=30000)
     assert watched.errors == []
     shot = tmp_path / "job-view.png"
     await page.screenshot(path=str(shot), full_page=True)

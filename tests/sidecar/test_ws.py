@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 import websockets
 
-from sidecar.keys import HUB
+from sidecar.keys import HUB, WATCHER
 from sidecar.patch import apply_merge_patch
 from sidecar.state import isoformat_utc
 from tests.conftest import StartSidecar
@@ -184,17 +185,25 @@ async def test_torn_writes_never_reach_clients(
     write_atomic(file, progress(current_step=0))
     sidecar = await start_sidecar()
     client = await sidecar.connect("job1")
-    for step in range(1, 21):
-        text = json.dumps(progress(current_step=step, padding="x" * 2000))
-        with open(file, "r+b") as f:
-            f.truncate(0)
-            f.flush()
-            await asyncio.sleep(0.001)
-            f.write(text[: len(text) // 2].encode())
-            f.flush()
-            await asyncio.sleep(0.001)
-            f.write(text[len(text) // 2 :].encode())
+
+    def torn_writes() -> None:
+        # In a thread, as another process would: the event loop reads while the file is torn.
+        for step in range(1, 21):
+            text = json.dumps(progress(current_step=step, padding="x" * 2000)).encode()
+            with open(file, "r+b") as f:
+                f.truncate(0)
+                f.flush()
+                time.sleep(0.001)
+                f.write(text[: len(text) // 2])
+                f.flush()
+                time.sleep(0.001)
+                f.write(text[len(text) // 2 :])
+            time.sleep(0.002)
+
+    await asyncio.to_thread(torn_writes)
+    watcher = sidecar.app[WATCHER]
     await client.until(lambda s: s.get("current_step") == 20)
+    assert watcher.stats.rereads > 0  # the sidecar did catch the file torn, and read again
     assert all("read_error" not in m for m in client.messages)
     assert [m["current_step"] for m in client.messages if "current_step" in m] == sorted(
         m["current_step"] for m in client.messages if "current_step" in m
