@@ -123,3 +123,22 @@ class StreamClient:
         while await self.next(timeout=max(0.01, deadline - time.monotonic())) is not None:
             pass
         return self.close_code
+
+
+async def silent_client(host: str, port: int, job_id: str) -> asyncio.StreamWriter:
+    """A raw WebSocket client that completes the handshake, then never reads (nor answers pings).
+
+    Close the returned writer to let it go.
+    """
+    reader, writer = await asyncio.open_connection(host, port)
+    writer.write(
+        f"GET /ws/training/{job_id} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+        "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        "Sec-WebSocket-Version: 13\r\n\r\n".encode()
+    )
+    await writer.drain()
+    assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 101")
+    transport = writer.transport
+    assert isinstance(transport, asyncio.ReadTransport)
+    transport.pause_reading()
+    return writer

@@ -76,6 +76,14 @@
     return link;
   }
 
+  function flag(text, why) {
+    const element = document.createElement("span");
+    element.className = "flag";
+    element.textContent = text;
+    element.title = why || "";
+    return element;
+  }
+
   function renderList() {
     const body = document.querySelector("#jobs tbody");
     const ids = [...jobs.keys()].sort();
@@ -95,20 +103,8 @@
         badge.className = "badge";
         badge.textContent = job.status || "?";
         status.append(badge);
-        if (job.stalled) {
-          const flag = document.createElement("span");
-          flag.className = "flag";
-          flag.textContent = "stalled";
-          flag.title = job.stall_reason || "";
-          status.append(flag);
-        }
-        if (job.read_error) {
-          const flag = document.createElement("span");
-          flag.className = "flag";
-          flag.textContent = "unreadable";
-          flag.title = job.read_error;
-          status.append(flag);
-        }
+        if (job.stalled) status.append(flag("stalled", job.stall_reason));
+        if (job.read_error) status.append(flag("unreadable", job.read_error));
         cells.push(status);
         const progress = document.createElement("td");
         const bar = document.createElement("progress");

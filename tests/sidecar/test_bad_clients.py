@@ -9,12 +9,7 @@ from pathlib import Path
 
 from sidecar.keys import HUB, SOCKETS
 from tests.conftest import StartSidecar
-from tests.helpers import wait_for, write_atomic
-
-HANDSHAKE = (
-    b"GET /ws/training/j HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-)
+from tests.helpers import silent_client, wait_for, write_atomic
 
 
 async def test_a_client_that_vanishes_is_found_by_heartbeat(
@@ -24,11 +19,7 @@ async def test_a_client_that_vanishes_is_found_by_heartbeat(
     write_atomic(jobs_root / "j" / "progress.json", {"status": "running"})
     sidecar = await start_sidecar(heartbeat=0.3)
     hub = sidecar.app[HUB]
-    reader, writer = await asyncio.open_connection(sidecar.server.host, sidecar.server.port)
-    writer.write(HANDSHAKE)
-    await writer.drain()
-    assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 101")
-    reader._transport.pause_reading()  # type: ignore[attr-defined]  # gone silent: no pong ever
+    writer = await silent_client(sidecar.server.host, sidecar.server.port, "j")  # no pong ever
     await wait_for(lambda: hub.client_count == 1, what="the client to subscribe")
     await wait_for(lambda: hub.client_count == 0, timeout=5, what="the heartbeat to drop it")
     assert not sidecar.app[SOCKETS]

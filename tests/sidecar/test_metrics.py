@@ -9,7 +9,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from sidecar.keys import HUB
 from tests.conftest import Sidecar, StartSidecar
-from tests.helpers import wait_for, write_atomic
+from tests.helpers import silent_client, wait_for, write_atomic
 
 
 async def scrape(sidecar: Sidecar) -> dict[str, float]:
@@ -98,14 +98,7 @@ async def test_send_timeouts_are_counted(jobs_root: Path, start_sidecar: StartSi
     file = jobs_root / "j" / "progress.json"
     write_atomic(file, {"status": "running", "step": 0})
     sidecar = await start_sidecar(send_timeout=0.3)
-    reader, writer = await asyncio.open_connection(sidecar.server.host, sidecar.server.port)
-    writer.write(
-        b"GET /ws/training/j HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-    )
-    await writer.drain()
-    await reader.readuntil(b"\r\n\r\n")
-    reader._transport.pause_reading()  # type: ignore[attr-defined]
+    writer = await silent_client(sidecar.server.host, sidecar.server.port, "j")
     step = 0
     while (await scrape(sidecar))["sidecar_send_timeouts_total"] == 0:
         step += 1

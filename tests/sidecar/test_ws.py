@@ -16,7 +16,7 @@ from sidecar.keys import HUB, WATCHER
 from sidecar.patch import apply_merge_patch
 from sidecar.state import isoformat_utc
 from tests.conftest import StartSidecar
-from tests.helpers import state_of, wait_for, write_atomic, write_in_place
+from tests.helpers import silent_client, state_of, wait_for, write_atomic, write_in_place
 
 
 def progress(job_id: str = "job1", **fields: Any) -> dict[str, Any]:
@@ -385,14 +385,7 @@ async def test_client_that_never_reads_is_dropped_and_hurts_nobody(
     sidecar = await start_sidecar(send_timeout=0.5)
     hub = sidecar.app[HUB]
     # A raw client: it completes the handshake, then never reads a byte.
-    reader, writer = await asyncio.open_connection(sidecar.server.host, sidecar.server.port)
-    writer.write(
-        b"GET /ws/training/job1 HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-    )
-    await writer.drain()
-    assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 101")
-    reader._transport.pause_reading()  # type: ignore[attr-defined]
+    writer = await silent_client(sidecar.server.host, sidecar.server.port, "job1")
     good = await sidecar.connect("job1")
     await good.next()
     await wait_for(lambda: hub.client_count == 2, what="both clients subscribed")
