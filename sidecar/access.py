@@ -72,11 +72,10 @@ def access_control(*, token: str | None, allowed_origins: frozenset[str]) -> Mid
         if request.path.startswith(PUBLIC_PREFIX):
             return await handler(request)
         origin = request.headers.get("Origin")
-        cross = origin is not None and origin.lower() != request_origin(request)
-        if origin is not None and not origin_allowed(
-            origin, own=request_origin(request), allowed=allowed
-        ):
+        own = request_origin(request)
+        if origin is not None and not origin_allowed(origin, own=own, allowed=allowed):
             return json_error(403, "origin not allowed")
+        cross = origin is not None and origin.lower() != own
         if cross and request.method == "OPTIONS":
             response: web.StreamResponse = web.Response(status=204)
             response.headers.update(

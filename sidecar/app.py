@@ -26,7 +26,11 @@ SHUTDOWN_CLOSE_TIMEOUT = 0.5
 def create_app(settings: Settings) -> web.Application:
     """Build the sidecar for ``settings``; the watcher starts with the app."""
     layout = JobLayout(settings.root.absolute(), settings.pattern)
-    hub = JobHub(max_clients=settings.max_clients, max_clients_per_job=settings.max_clients_per_job)
+    hub = JobHub(
+        max_clients=settings.max_clients,
+        max_clients_per_job=settings.max_clients_per_job,
+        max_history=settings.max_history,
+    )
     access = access_control(
         token=settings.token, allowed_origins=frozenset(settings.allowed_origins)
     )

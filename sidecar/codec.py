@@ -44,6 +44,15 @@ def encode(value: JSONValue) -> bytes:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
 
 
+def encode_with_list(value: JSONObject, key: str, encoded_items: list[bytes]) -> bytes:
+    """``encode(value)`` with one more member, ``key``, a list of items already encoded: kept
+    as bytes (history entries), they are joined, not decoded and encoded again."""
+    head = encode(value)
+    separator = b"," if value else b""
+    items = b",".join(encoded_items)
+    return b"".join((head[:-1], separator, encode(key), b":[", items, b"]}"))
+
+
 def drop_nulls(value: JSONValue) -> JSONValue:
     """Remove null members from every object, recursively; arrays keep their nulls.
 

@@ -16,7 +16,7 @@ import itertools
 import time
 from collections.abc import Callable, Iterator
 
-from sidecar.codec import JSONObject, encode
+from sidecar.codec import JSONObject, encode, encode_with_list
 from sidecar.history import DEFAULT_MAX_ENTRIES, HistoryLog
 from sidecar.patch import json_equal, merge_patch
 from sidecar.state import JobState
@@ -81,8 +81,9 @@ class Version:
 
     def log_frame(self, entries: list[bytes], *, reset: bool = False) -> bytes:
         """A ``log`` message carrying history entries (already encoded), at this version."""
-        head = encode(self._envelope("log", {"reset": True} if reset else {}))
-        return b"".join((head[:-1], b',"entries":[', b",".join(entries), b"]}"))
+        return encode_with_list(
+            self._envelope("log", {"reset": True} if reset else {}), "entries", entries
+        )
 
     def _envelope(self, kind: str, fields: JSONObject) -> JSONObject:
         message: JSONObject = {

@@ -9,13 +9,12 @@ from typing import Final
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from sidecar.access import BEARER, authorized
 from sidecar.codec import JSONObject, drop_nulls, encode
 from sidecar.hub import JobHub, TooManyClients
 from sidecar.keys import HUB, METRICS, SETTINGS, SOCKETS
 from sidecar.patch import merge_patch
 from sidecar.state import isoformat_utc
-from sidecar.ws import release
+from sidecar.ws import open_socket, read_until_closed, release
 
 logger = logging.getLogger(__name__)
 
@@ -35,10 +34,8 @@ def _summaries(hub: JobHub, job_ids: set[str]) -> dict[str, JSONObject | None]:
 async def jobs_socket(request: web.Request) -> web.WebSocketResponse:
     """Stream the jobs list: a ``snapshot`` of every summary, then ``patch`` messages."""
     settings, hub = request.app[SETTINGS], request.app[HUB]
-    ws = web.WebSocketResponse(heartbeat=settings.heartbeat, compress=False, protocols=(BEARER,))
-    await ws.prepare(request)
-    if not authorized(request, settings.token):
-        await ws.close(code=4401, message=b"unauthorized")
+    ws, admitted = await open_socket(request)
+    if not admitted:
         return ws
     try:
         watch = hub.watch_jobs()
@@ -46,7 +43,7 @@ async def jobs_socket(request: web.Request) -> web.WebSocketResponse:
         await ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=str(e).encode())
         return ws
     request.app[SOCKETS].add(ws)
-    reader = asyncio.create_task(_read_until_closed(ws, watch.wake))
+    reader = asyncio.create_task(read_until_closed(ws, watch.wake.set))
     metrics = request.app[METRICS]
     sent: dict[str, JSONObject] = {}
     seq = 0
@@ -87,11 +84,3 @@ async def jobs_socket(request: web.Request) -> web.WebSocketResponse:
         reader.cancel()
         release(ws)
         await asyncio.wait([reader])
-
-
-async def _read_until_closed(ws: web.WebSocketResponse, wake: asyncio.Event) -> None:
-    try:
-        async for _message in ws:
-            pass
-    finally:
-        wake.set()

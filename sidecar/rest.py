@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from sidecar.codec import encode
+from sidecar.codec import encode_with_list
 from sidecar.keys import HUB, METRICS, SETTINGS, WATCHER
 from sidecar.layout import is_valid_job_id
 from sidecar.metrics import CONTENT_TYPE
@@ -49,7 +49,7 @@ async def get_history(request: web.Request) -> web.Response:
         return json_error(404, "unknown job")
     log = hub.history(job_id)
     entries = list(log.entries) if log is not None else []
-    body = b"".join((encode({"job_id": job_id})[:-1], b',"entries":[', b",".join(entries), b"]}"))
+    body = encode_with_list({"job_id": job_id}, "entries", entries)
     return web.Response(body=body, content_type="application/json")
 
 

@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sidecar.history import DEFAULT_MAX_ENTRIES
+from sidecar.notify import DEFAULT_HOT_STEP_MS
 from sidecar.reader import DEFAULT_MAX_BYTES
-from sidecar.watcher import DEFAULT_WATCH_STEP_MS
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,7 +27,7 @@ class Settings:
     max_file_bytes: int = DEFAULT_MAX_BYTES
     send_timeout: float = 10.0
     heartbeat: float = 20.0
-    watch_step_ms: int = DEFAULT_WATCH_STEP_MS
+    watch_step_ms: int = DEFAULT_HOT_STEP_MS
     max_history: int = DEFAULT_MAX_ENTRIES
     token: str | None = field(default=None, repr=False)
     allowed_origins: tuple[str, ...] = ()

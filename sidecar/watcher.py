@@ -22,7 +22,6 @@ from sidecar.stats import WatchStats
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_WATCH_STEP_MS = DEFAULT_HOT_STEP_MS
 ROOT_CHECK_INTERVAL = 0.25
 # A writer that truncates and then writes in place is caught between the two; these are the
 # pauses before each re-read of a file that did not parse, in seconds.
@@ -54,7 +53,7 @@ class FileWatcher:
         rescan_interval: float = 5.0,
         stall_after: float = 60.0,
         max_file_bytes: int = 1 << 20,
-        watch_step_ms: int = DEFAULT_WATCH_STEP_MS,
+        watch_step_ms: int = DEFAULT_HOT_STEP_MS,
         clock: Callable[[], float] = time.time,
         detect_filesystem: Callable[[Path], str | None] = detect_network_filesystem,
     ) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, Final
 
 from aiohttp import WSCloseCode, WSMsgType, web
@@ -27,10 +27,9 @@ HARD_INCOMING_LIMIT: Final = 1 << 20
 CLOSE_HANDSHAKE_TIMEOUT: Final = 2.0
 
 
-async def training_socket(request: web.Request) -> web.WebSocketResponse:
-    """Stream one job's state to one client."""
+async def open_socket(request: web.Request) -> tuple[web.WebSocketResponse, bool]:
+    """Complete a WebSocket handshake and check the token; False (after a 4401 close) if refused."""
     settings = request.app[SETTINGS]
-    hub = request.app[HUB]
     # compress=False: frames are small, and deflate per connection would cost each client
     # its own copy of bytes that are otherwise encoded once per job.
     ws = web.WebSocketResponse(
@@ -43,6 +42,16 @@ async def training_socket(request: web.Request) -> web.WebSocketResponse:
     await ws.prepare(request)
     if not authorized(request, settings.token):
         await ws.close(code=CLOSE_UNAUTHORIZED, message=b"unauthorized")
+        return ws, False
+    return ws, True
+
+
+async def training_socket(request: web.Request) -> web.WebSocketResponse:
+    """Stream one job's state to one client."""
+    settings = request.app[SETTINGS]
+    hub = request.app[HUB]
+    ws, admitted = await open_socket(request)
+    if not admitted:
         return ws
     job_id = request.match_info["job_id"]
     fmt = request.query.get("format", "patch")
@@ -54,7 +63,7 @@ async def training_socket(request: web.Request) -> web.WebSocketResponse:
         return ws
     sockets = request.app[SOCKETS]
     sockets.add(ws)
-    reader = asyncio.create_task(_read_until_closed(ws, subscription))
+    reader = asyncio.create_task(read_until_closed(ws, subscription.wake))
     try:
         await _send_updates(request, ws, subscription, reader, settings.send_timeout)
     finally:
@@ -86,8 +95,8 @@ def _detach(coroutine: Coroutine[Any, Any, Any]) -> None:
     task.add_done_callback(_detached.discard)
 
 
-async def _read_until_closed(ws: web.WebSocketResponse, subscription: Subscription) -> None:
-    """Consume what the client sends so that pings and closes work.
+async def read_until_closed(ws: web.WebSocketResponse, on_end: Callable[[], None]) -> None:
+    """Consume what the client sends so that pings and closes work; ``on_end`` when it is over.
 
     Nothing is expected: text is ignored; binary frames and text over 64 KiB close the
     connection with 1003.
@@ -101,7 +110,7 @@ async def _read_until_closed(ws: web.WebSocketResponse, subscription: Subscripti
             elif message.type == WSMsgType.TEXT and len(message.data) > MAX_INCOMING_BYTES:
                 await ws.close(code=WSCloseCode.UNSUPPORTED_DATA, message=b"message too big")
     finally:
-        subscription.wake()
+        on_end()
 
 
 def _subscribe(hub: JobHub, job_id: str, fmt: str, history: str) -> Subscription | tuple[int, str]:

@@ -14,7 +14,7 @@ from types import FrameType
 from typing import Any
 
 from sidecar.argtypes import positive_float, positive_int
-from sidecar.layout import is_valid_job_id
+from sidecar.layout import JOB_ID_PATTERN, is_valid_job_id
 
 logger = logging.getLogger(__name__)
 
@@ -92,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _validate(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Every check that can fail before anything is written."""
     if not is_valid_job_id(args.job_id):
-        parser.error(f"invalid job id {args.job_id!r}: want [A-Za-z0-9][A-Za-z0-9._-]{{0,127}}")
+        parser.error(f"invalid job id {args.job_id!r}: want {JOB_ID_PATTERN}")
     if args.jobs_root.exists() and not args.jobs_root.is_dir():
         parser.error(f"--jobs-root {args.jobs_root} is not a directory")
     if args.data is not None and not args.data.is_file():

@@ -213,3 +213,14 @@ async def test_invalid_history_parameter(jobs_root: Path, start_sidecar: StartSi
     client = await sidecar.connect("j", "history=yes")
     message = await client.ws.receive(timeout=5)
     assert (message.data, message.extra) == (4400, "invalid history: use 0 or 1")
+
+
+async def test_max_history_keeps_the_newest_entries(
+    jobs_root: Path, start_sidecar: StartSidecar
+) -> None:
+    job = jobs_root / "j"
+    write_atomic(job / "progress.json", {"status": "running"})
+    append(job / "metrics.jsonl", "".join(entry(step) for step in range(1, 6)))
+    sidecar = await start_sidecar(max_history=2)
+    _, body = await sidecar.get_json("/api/jobs/j/history")
+    assert [e["step"] for e in body["entries"]] == [4, 5]

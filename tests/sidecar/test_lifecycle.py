@@ -115,7 +115,12 @@ async def test_a_read_only_root_works_and_is_left_byte_for_byte_unchanged(tmp_pa
                         1,
                         2,
                     ]
-                await asyncio.sleep(0.3)  # a few reconciliation scans over the tree
+                # A few reconciliation scans over the tree, counted by the sidecar itself.
+                scans = await _scans(session, url)
+                deadline = time.monotonic() + 10
+                while await _scans(session, url) < scans + 3:
+                    assert time.monotonic() < deadline, "no reconciliation scans"
+                    await asyncio.sleep(0.05)
         finally:
             process.terminate()
             _, err = await process.communicate()
@@ -124,6 +129,16 @@ async def test_a_read_only_root_works_and_is_left_byte_for_byte_unchanged(tmp_pa
     finally:
         for path in [root, *root.rglob("*")]:
             path.chmod(0o755 if path.is_dir() else 0o644)
+
+
+async def _scans(session: aiohttp.ClientSession, url: str) -> float:
+    async with session.get(f"{url}/metrics") as response:
+        text = await response.text()
+    return next(
+        float(line.split()[1])
+        for line in text.splitlines()
+        if line.startswith("sidecar_scans_total ")
+    )
 
 
 async def test_permission_denied_keeps_the_last_good_state(tmp_path: Path) -> None:
