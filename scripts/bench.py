@@ -22,7 +22,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from benchmarks import bytes as bytes_scenario
-from benchmarks import fanout, idle, latency, legacy, startup
+from benchmarks import fanout, history_flood, idle, latency, legacy, startup
 from benchmarks.common import machine
 from benchmarks.plot import latency_cdf
 
@@ -32,6 +32,7 @@ SCENARIOS = {
     "idle": idle,
     "bytes": bytes_scenario,
     "startup": startup,
+    "history_flood": history_flood,
 }
 
 
@@ -40,7 +41,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--all", action="store_true", help="run every scenario")
     for name, module in SCENARIOS.items():
         parser.add_argument(
-            f"--{name}", action="store_true", help=(module.__doc__ or "").split("\n")[0]
+            f"--{name.replace('_', '-')}",
+            action="store_true",
+            help=(module.__doc__ or "").split("\n")[0],
         )
     parser.add_argument("--out", type=Path, default=Path("bench-results"), help="where results go")
     parser.add_argument(
@@ -60,7 +63,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     chosen = [name for name in SCENARIOS if args.all or getattr(args, name)]
     if not chosen:
-        parser.error("choose scenarios (--latency, --fanout, --idle, --bytes, --startup) or --all")
+        parser.error(
+            "choose scenarios (--latency, --fanout, --idle, --bytes, --startup, --history-flood) "
+            "or --all"
+        )
     args.out.mkdir(parents=True, exist_ok=True)
     print(f"machine: {machine()}\n")
     missed = 0
@@ -96,6 +102,7 @@ def _options(name: str, quick: bool) -> dict[str, Any]:
         "idle": {"seconds": 3},
         "bytes": {"steps": 40, "interval": 0.05},
         "startup": {"rounds": 1},
+        "history_flood": {"append_mb": 10, "file_mb": 20, "rounds": 1, "baseline_seconds": 1},
     }[name]
 
 

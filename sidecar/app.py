@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from sidecar import dashboard, jobs_stream, rest, ws
-from sidecar.access import access_control
+from sidecar.access import AccessPolicy, access_control
 from sidecar.hub import JobHub
 from sidecar.keys import HUB, METRICS, SETTINGS, SOCKETS, WATCHER
 from sidecar.layout import JobLayout
@@ -29,10 +29,19 @@ def create_app(settings: Settings) -> web.Application:
     hub = JobHub(
         max_clients=settings.max_clients,
         max_clients_per_job=settings.max_clients_per_job,
+        max_clients_per_address=settings.max_clients_per_address,
         max_history=settings.max_history,
     )
+    policy = AccessPolicy.of(
+        token=settings.token,
+        allowed_origins=settings.allowed_origins,
+        allowed_hosts=settings.allowed_hosts,
+        listen_host=settings.host,
+    )
     access = access_control(
-        token=settings.token, allowed_origins=frozenset(settings.allowed_origins)
+        policy,
+        websockets=(ws.training_socket, jobs_stream.jobs_socket),
+        public=(dashboard.static_file,),
     )
     app = web.Application(middlewares=[rest.json_errors, access])
     app[SETTINGS] = settings

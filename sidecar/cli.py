@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import logging
 import os
 import signal
@@ -14,10 +15,19 @@ from typing import Any
 
 from aiohttp import web
 
-from sidecar.access import AccessLogger
+from sidecar import logs
+from sidecar.access import AccessLogger, is_loopback
 from sidecar.app import create_app
-from sidecar.argtypes import port, positive_float, positive_int
+from sidecar.argtypes import host_name, origin, port, positive_float, positive_int
 from sidecar.layout import JobLayout
+from sidecar.server import (
+    BACKLOG,
+    MIN_OPEN_FILES,
+    SidecarRunner,
+    clients_that_fit,
+    connection_budget,
+    raise_open_files_limit,
+)
 from sidecar.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -41,7 +51,8 @@ _OPTIONS: list[tuple[str, Callable[[str], Any], str | None, str]] = [
     ("--port", port, None, "port to listen on (0: any free one)"),
     ("--pattern", str, None, "where a job's progress file lies under the root; {job_id} marks the job id"),
     ("--max-clients-per-job", positive_int, "N", "WebSocket clients allowed on one job; more are closed with 1013"),
-    ("--max-clients", positive_int, "N", "WebSocket clients allowed in all; more are closed with 1013"),
+    ("--max-clients-per-address", positive_int, "N", "WebSocket clients allowed on one job from one address, so that one client cannot take the job's quota (behind a reverse proxy every client has the proxy's address: raise it to --max-clients-per-job)"),
+    ("--max-clients", positive_int, "N", "WebSocket clients allowed in all; more are closed with 1013 (lowered, with a warning, to what the open-file limit carries)"),
     ("--stall-after", positive_float, "SECONDS", "a job not complete whose file has not changed for this long is sent stalled: true"),
     ("--poll-interval", positive_float, "SECONDS", "seconds between two polls with --poll"),
     ("--rescan-interval", positive_float, "SECONDS", "seconds between two scans that catch what inotify may have missed"),
@@ -89,10 +100,22 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--allowed-origin",
         action="append",
+        type=origin,
         default=[],
         metavar="ORIGIN",
         help="let browser pages from ORIGIN (e.g. http://localhost:3000; * for any) in, with "
         "CORS; repeatable. By default only same-origin pages and non-browser clients",
+    )
+    parser.add_argument(
+        "--allowed-host",
+        action="append",
+        type=host_name,
+        default=[],
+        metavar="HOST",
+        help="a name clients may reach the sidecar by (the Host header; e.g. train.example); "
+        "repeatable. Listening on a loopback address, only localhost, 127.0.0.1 and [::1] are "
+        "let in otherwise (403), against DNS rebinding; with this flag, that check holds on "
+        "any address",
     )
     parser.add_argument(
         "--poll",
@@ -125,6 +148,7 @@ def parse_settings(argv: Sequence[str] | None = None) -> tuple[Settings, str]:
         poll=args.poll,
         token=args.token or env_token(),
         allowed_origins=tuple(args.allowed_origin),
+        allowed_hosts=tuple(args.allowed_host),
         **options,
     )
     return settings, args.log_level
@@ -132,8 +156,16 @@ def parse_settings(argv: Sequence[str] | None = None) -> tuple[Settings, str]:
 
 async def serve(settings: Settings) -> None:
     """Serve until SIGINT or SIGTERM, then close every client with 1001 and return."""
+    settings = fit_open_files(settings)
+    if not is_loopback(settings.host) and settings.token is None and not settings.allowed_hosts:
+        logger.warning(
+            "listening on %s with neither a token nor --allowed-host: anyone who reaches the "
+            "port reads every job, and a page whose DNS name points here passes for this "
+            "sidecar (set SIDECAR_TOKEN, and --allowed-host with the names clients use)",
+            settings.host,
+        )
     # One access-log line per request (at debug level), with any token redacted.
-    runner = web.AppRunner(
+    runner = SidecarRunner(
         create_app(settings),
         handle_signals=False,
         shutdown_timeout=SHUTDOWN_TIMEOUT,
@@ -146,7 +178,7 @@ async def serve(settings: Settings) -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     try:
-        site = web.TCPSite(runner, settings.host, settings.port)
+        site = web.TCPSite(runner, settings.host, settings.port, backlog=BACKLOG)
         await site.start()
         host, port = runner.addresses[0][:2]
         shown = f"[{host}]" if ":" in host else host
@@ -160,6 +192,39 @@ async def serve(settings: Settings) -> None:
         await runner.cleanup()
 
 
+class TooFewFiles(RuntimeError):
+    """The open-file limit cannot carry the sidecar at all."""
+
+
+def fit_open_files(settings: Settings) -> Settings:
+    """Raise the open-file limit as far as allowed, and lower ``max_clients`` (with a warning)
+    if the descriptors would run out before it is reached."""
+    open_files = raise_open_files_limit()
+    if open_files < MIN_OPEN_FILES:
+        raise TooFewFiles(
+            f"the open-file limit is {open_files}; the sidecar needs at least {MIN_OPEN_FILES} "
+            "(raise it: LimitNOFILE= in a systemd unit, ulimit -n in a shell)"
+        )
+    fitting = clients_that_fit(settings.max_clients, open_files)
+    logger.info(
+        "open-file limit %d: up to %d connections, %d WebSocket clients",
+        open_files,
+        connection_budget(open_files),
+        fitting,
+    )
+    if fitting < settings.max_clients:
+        logger.warning(
+            "--max-clients %d does not fit in the open-file limit of %d (each client holds one, "
+            "and the sidecar needs some for its files); serving at most %d clients. Raise the "
+            "limit (LimitNOFILE= in a systemd unit, ulimit -n in a shell)",
+            settings.max_clients,
+            open_files,
+            fitting,
+        )
+        settings = dataclasses.replace(settings, max_clients=fitting)
+    return settings
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the sidecar (or ``tail``, the terminal client); returns the exit status."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -168,16 +233,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return tail.main(args[1:])
     settings, log_level = parse_settings(args)
-    logging.basicConfig(
-        level=log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    if log_level != "debug":
-        # watchfiles says "N changes detected" at info level for every batch.
-        logging.getLogger("watchfiles").setLevel(logging.WARNING)
+    logs.configure(log_level, secrets=[settings.token] if settings.token else [])
     try:
         asyncio.run(serve(settings))
+    except TooFewFiles as e:
+        logger.error("%s", e)
+        return 2
     except OSError as e:
         logger.error("cannot serve on %s:%s: %s", settings.host, settings.port, e)
         return 1

@@ -112,7 +112,7 @@ async def follow_job(
                     code = ws.close_code
             except aiohttp.WSServerHandshakeError as e:
                 if e.status == 403:
-                    raise StreamError(403, "origin not allowed") from e
+                    raise StreamError(403, "forbidden: origin or host not allowed") from e
                 code, reason = None, str(e)
             except (aiohttp.ClientError, OSError, TimeoutError) as e:
                 code, reason = None, str(e) or type(e).__name__

@@ -12,6 +12,7 @@ intermediate states and gets one patch from what it last saw to the latest.
 from __future__ import annotations
 
 import asyncio
+import collections
 import itertools
 import time
 from collections.abc import Callable, Iterator
@@ -99,10 +100,14 @@ class Version:
 class Subscription:
     """One client's view of one job."""
 
-    __slots__ = ("_channel", "_wake", "busy", "direct", "full", "history", "sent")
+    __slots__ = ("_channel", "_wake", "address", "busy", "direct", "full", "history", "sent")
 
-    def __init__(self, channel: _Channel, *, full: bool, history: bool) -> None:
+    def __init__(
+        self, channel: _Channel, *, full: bool, history: bool, address: str | None = None
+    ) -> None:
         self._channel = channel
+        self.address = address
+        """Where the client connects from (None: not known); counted per job."""
         self._wake = asyncio.Event()
         self._wake.set()
         self.full = full
@@ -141,10 +146,11 @@ class Subscription:
 class JobsWatch:
     """One client of the jobs list: which jobs changed since it last looked."""
 
-    __slots__ = ("changed", "hub", "wake")
+    __slots__ = ("address", "changed", "hub", "wake")
 
-    def __init__(self, hub: JobHub) -> None:
+    def __init__(self, hub: JobHub, address: str | None = None) -> None:
         self.hub = hub
+        self.address = address
         self.changed: set[str] = set(hub._channels)
         self.wake = asyncio.Event()
         self.wake.set()
@@ -158,13 +164,14 @@ class JobsWatch:
 
 
 class _Channel:
-    __slots__ = ("history", "job_id", "removed", "state", "subscribers", "version")
+    __slots__ = ("addresses", "history", "job_id", "removed", "state", "subscribers", "version")
 
     def __init__(self, job_id: str, state: JobState, version: Version) -> None:
         self.job_id = job_id
         self.state = state
         self.version = version
         self.subscribers: set[Subscription] = set()
+        self.addresses: collections.Counter[str | None] = collections.Counter()
         self.removed = False
         self.history: HistoryLog | None = None
 
@@ -175,6 +182,8 @@ class JobHub:
     Args:
         max_clients: subscriptions allowed in all.
         max_clients_per_job: subscriptions allowed on one job.
+        max_clients_per_address: subscriptions allowed on one job from one address, so that
+            one client cannot take a job's whole quota.
         max_history: history entries kept per job (the oldest go first).
     """
 
@@ -183,19 +192,24 @@ class JobHub:
         *,
         max_clients: int = 1000,
         max_clients_per_job: int = 10,
+        max_clients_per_address: int = 5,
         max_history: int = DEFAULT_MAX_ENTRIES,
     ) -> None:
         self._channels: dict[str, _Channel] = {}
         self._seq = itertools.count(1)
         self._clients = 0
         self._jobs_watches: set[JobsWatch] = set()
+        self._watch_addresses: collections.Counter[str] = collections.Counter()
         self.max_clients = max_clients
         self.max_clients_per_job = max_clients_per_job
+        self.max_clients_per_address = max_clients_per_address
         self.max_history = max_history
-        self.history_source: Callable[[str], None] | None = None
+        self.history_source: Callable[[str], asyncio.Future[None] | None] | None = None
         """Called with a job id the first time someone asks for that job's history, so that a
         source can load it lazily (with ``extend_history``); histories nobody asks for cost
-        nothing."""
+        nothing. A source that loads a long history a slice at a time returns a future that is
+        done once it is loaded."""
+        self._history_loads: dict[str, asyncio.Future[None]] = {}
 
     def __len__(self) -> int:
         return len(self._channels)
@@ -265,23 +279,32 @@ class JobHub:
             subscription.wake()
         self._touch(job_id)
 
-    def watch_jobs(self) -> JobsWatch:
-        """Follow every job's comings, goings and changes (the dashboard's list).
+    def watch_jobs(self, *, address: str | None = None) -> JobsWatch:
+        """Follow every job's comings, goings and changes (the dashboard's list), from
+        ``address`` (the list counts as one more job against ``max_clients_per_address``).
 
         Raises:
-            TooManyClients: ``max_clients`` is reached.
+            TooManyClients: a client limit is reached.
         """
         if self._clients >= self.max_clients:
             raise TooManyClients("too many clients")
-        watch = JobsWatch(self)
+        if address is not None and self._watch_addresses[address] >= self.max_clients_per_address:
+            raise TooManyClients("too many clients of the jobs list from this address")
+        watch = JobsWatch(self, address)
         self._jobs_watches.add(watch)
         self._clients += 1
+        if address is not None:
+            self._watch_addresses[address] += 1
         return watch
 
     def unwatch_jobs(self, watch: JobsWatch) -> None:
         if watch in self._jobs_watches:
             self._jobs_watches.remove(watch)
             self._clients -= 1
+            if watch.address is not None:
+                self._watch_addresses[watch.address] -= 1
+                if not self._watch_addresses[watch.address]:
+                    del self._watch_addresses[watch.address]
 
     def _touch(self, job_id: str) -> None:
         for watch in self._jobs_watches:
@@ -294,8 +317,25 @@ class JobHub:
         if channel is None:
             return None
         if channel.history is None and self.history_source is not None:
-            self.history_source(job_id)
+            loading = self.history_source(job_id)
+            if loading is not None and not loading.done():
+                self._history_loads[job_id] = loading
+                loading.add_done_callback(lambda done: self._loaded(job_id, done))
         return channel.history
+
+    def _loaded(self, job_id: str, loading: asyncio.Future[None]) -> None:
+        if self._history_loads.get(job_id) is loading:
+            del self._history_loads[job_id]
+
+    async def loaded_history(self, job_id: str, *, timeout: float) -> HistoryLog | None:
+        """A job's history once its source has loaded it, or after ``timeout`` seconds as far as
+        it is loaded then; None for an unknown job."""
+        log = self.history(job_id)
+        loading = self._history_loads.get(job_id)
+        if loading is None:
+            return log
+        await asyncio.wait([loading], timeout=timeout)
+        return self.history(job_id)
 
     def extend_history(self, job_id: str, entries: list[bytes], *, reset: bool = False) -> None:
         """Append entries to a job's history (or replace it, with ``reset``); readers are told."""
@@ -314,8 +354,15 @@ class JobHub:
             if subscription.history:
                 subscription.wake()
 
-    def subscribe(self, job_id: str, *, full: bool = False, history: bool = False) -> Subscription:
-        """Follow a job.
+    def subscribe(
+        self,
+        job_id: str,
+        *,
+        full: bool = False,
+        history: bool = False,
+        address: str | None = None,
+    ) -> Subscription:
+        """Follow a job, from ``address`` (counted against ``max_clients_per_address``).
 
         Raises:
             UnknownJob: there is no such job.
@@ -328,10 +375,14 @@ class JobHub:
             raise TooManyClients("too many clients")
         if len(channel.subscribers) >= self.max_clients_per_job:
             raise TooManyClients("too many clients for this job")
+        if address is not None and channel.addresses[address] >= self.max_clients_per_address:
+            raise TooManyClients("too many clients for this job from this address")
         if history:
             self.history(job_id)  # loads it, so that the first log message holds it all
-        subscription = Subscription(channel, full=full, history=history)
+        subscription = Subscription(channel, full=full, history=history, address=address)
         channel.subscribers.add(subscription)
+        if address is not None:
+            channel.addresses[address] += 1
         self._clients += 1
         return subscription
 
@@ -340,3 +391,7 @@ class JobHub:
         if subscription in channel.subscribers:
             channel.subscribers.remove(subscription)
             self._clients -= 1
+            if subscription.address is not None:
+                channel.addresses[subscription.address] -= 1
+                if not channel.addresses[subscription.address]:
+                    del channel.addresses[subscription.address]

@@ -9,6 +9,7 @@ from typing import Final
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
+from sidecar.access import client_address
 from sidecar.codec import JSONObject, drop_nulls, encode
 from sidecar.hub import JobHub, TooManyClients
 from sidecar.keys import HUB, METRICS, SETTINGS, SOCKETS
@@ -34,11 +35,9 @@ def _summaries(hub: JobHub, job_ids: set[str]) -> dict[str, JSONObject | None]:
 async def jobs_socket(request: web.Request) -> web.WebSocketResponse:
     """Stream the jobs list: a ``snapshot`` of every summary, then ``patch`` messages."""
     settings, hub = request.app[SETTINGS], request.app[HUB]
-    ws, admitted = await open_socket(request)
-    if not admitted:
-        return ws
+    ws = await open_socket(request)
     try:
-        watch = hub.watch_jobs()
+        watch = hub.watch_jobs(address=client_address(request))
     except TooManyClients as e:
         await ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=str(e).encode())
         return ws

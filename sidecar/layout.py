@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import NamedTuple
+
+from sidecar.beneath import stat_beneath
 
 JOB_ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}"
 _JOB_ID_RE = re.compile(JOB_ID_PATTERN)
@@ -42,10 +45,12 @@ class JobEntry(NamedTuple):
 
 
 class Scan(NamedTuple):
-    """What a scan found, and how many stat calls it made on jobs (directory listings aside)."""
+    """What a scan found, how many stat calls it made on jobs (directory listings aside), and
+    the paths it did not follow because they are symlinks (or lie behind one)."""
 
     jobs: dict[str, JobEntry]
     stats: int
+    links: list[Path]
 
 
 @dataclass(frozen=True)
@@ -129,8 +134,10 @@ class JobLayout:
         return job_id, "other"
 
     def scan(self) -> Scan:
-        """Every job under the root, by stat alone (no file is opened). Blocking."""
+        """Every job under the root, by stat alone (no file is opened), following no symlink
+        below the root. Blocking."""
         found: dict[str, JobEntry] = {}
+        links: set[Path] = set()
         stats = 0
         if self._dir_parts is not None:
             glob = "/".join(self._dir_parts).replace(PLACEHOLDER, "*")
@@ -139,21 +146,41 @@ class JobLayout:
                 if job_id is None:
                     continue
                 stats += 2
-                try:
-                    dir_stat = job_dir.stat()
-                except OSError:
-                    continue
-                if stat.S_ISDIR(dir_stat.st_mode):
-                    signature = _lstat_signature(self.file_for(job_id))
+                dir_stat = self.lstat(job_dir)
+                if isinstance(dir_stat, Path):
+                    links.add(dir_stat)
+                elif dir_stat is not None and stat.S_ISLNK(dir_stat.st_mode):
+                    links.add(job_dir)
+                elif dir_stat is not None and stat.S_ISDIR(dir_stat.st_mode):
+                    file_stat = self.lstat(self.file_for(job_id))
+                    signature = (
+                        FileSignature.of(file_stat)
+                        if isinstance(file_stat, os.stat_result)
+                        else None
+                    )
                     found[job_id] = JobEntry(dir_stat.st_mtime, signature)
         else:
             for file in self.root.glob(self.pattern.replace(PLACEHOLDER, "*")):
                 job_id = self.job_of(str(file))
                 stats += 1
-                signature = _lstat_signature(file)
-                if job_id is not None and signature is not None:
+                file_stat = self.lstat(file)
+                if isinstance(file_stat, Path):
+                    links.add(file_stat)
+                elif job_id is not None and file_stat is not None:
+                    signature = FileSignature.of(file_stat)
                     found[job_id] = JobEntry(signature.mtime_ns / 1e9, signature)
-        return Scan(found, stats)
+        return Scan(found, stats, sorted(links))
+
+    def lstat(self, path: Path) -> os.stat_result | Path | None:
+        """``lstat`` of a path below the root, reached without following any symlink below the
+        root; if a directory on the way is a symlink, that symlink's path; None if absent."""
+        try:
+            return stat_beneath(self.root, path)
+        except OSError as e:
+            if e.errno != errno.ENOTDIR:
+                return None
+            below = [p for p in path.parents if p != self.root and p.is_relative_to(self.root)]
+            return next((p for p in reversed(below) if p.is_symlink()), None)
 
 
 def _part_regex(part: str) -> str:
@@ -161,10 +188,3 @@ def _part_regex(part: str) -> str:
     if not placeholder:
         return re.escape(part)
     return f"{re.escape(before)}(?P<job_id>{JOB_ID_PATTERN}){re.escape(after)}"
-
-
-def _lstat_signature(path: Path) -> FileSignature | None:
-    try:
-        return FileSignature.of(path.lstat())
-    except OSError:
-        return None

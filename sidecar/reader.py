@@ -8,6 +8,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
+from sidecar.beneath import open_beneath
 from sidecar.codec import JSONObject, decode_document
 from sidecar.layout import FileSignature
 
@@ -60,18 +61,22 @@ class Missing:
 
 ReadResult = Document | Unreadable | Missing
 
-_OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+_OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK
 
 
-def read_progress(path: Path, *, max_bytes: int = DEFAULT_MAX_BYTES) -> ReadResult:
+def read_progress(
+    path: Path, *, root: Path | None = None, max_bytes: int = DEFAULT_MAX_BYTES
+) -> ReadResult:
     """Read and parse a progress file without ever blocking on it or following a link.
 
     Args:
         path: the file.
+        root: the jobs root: no symlink below it is followed (a symlinked job directory reads
+            as no file at all); by default the file's own directory.
         max_bytes: larger files are refused unread.
     """
     try:
-        fd = os.open(path, _OPEN_FLAGS)
+        fd = open_beneath(root or path.parent, path, _OPEN_FLAGS)
     except FileNotFoundError:
         return Missing()
     except OSError as e:

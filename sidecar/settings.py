@@ -19,6 +19,7 @@ class Settings:
     port: int = 8765
     pattern: str = "{job_id}/progress.json"
     max_clients_per_job: int = 10
+    max_clients_per_address: int = 5
     max_clients: int = 1000
     stall_after: float = 60.0
     poll: bool = False
@@ -31,3 +32,4 @@ class Settings:
     max_history: int = DEFAULT_MAX_ENTRIES
     token: str | None = field(default=None, repr=False)
     allowed_origins: tuple[str, ...] = ()
+    allowed_hosts: tuple[str, ...] = ()

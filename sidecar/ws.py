@@ -10,7 +10,7 @@ from typing import Any, Final
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from sidecar.access import BEARER, authorized
+from sidecar.access import BEARER, client_address
 from sidecar.hub import DirectSend, JobHub, Subscription, TooManyClients, UnknownJob, Version
 from sidecar.keys import HUB, METRICS, SETTINGS, SOCKETS
 from sidecar.layout import is_valid_job_id
@@ -19,7 +19,6 @@ from sidecar.metrics import Metrics
 logger = logging.getLogger(__name__)
 
 CLOSE_INVALID: Final = 4400
-CLOSE_UNAUTHORIZED: Final = 4401
 CLOSE_UNKNOWN: Final = 4404
 MAX_INCOMING_BYTES: Final = 64 * 1024
 # Frames up to this size are read and refused with 1003; aiohttp closes beyond it (1009).
@@ -27,8 +26,8 @@ HARD_INCOMING_LIMIT: Final = 1 << 20
 CLOSE_HANDSHAKE_TIMEOUT: Final = 2.0
 
 
-async def open_socket(request: web.Request) -> tuple[web.WebSocketResponse, bool]:
-    """Complete a WebSocket handshake and check the token; False (after a 4401 close) if refused."""
+async def open_socket(request: web.Request) -> web.WebSocketResponse:
+    """Complete a WebSocket handshake (the access middleware has let the request in)."""
     settings = request.app[SETTINGS]
     # compress=False: frames are small, and deflate per connection would cost each client
     # its own copy of bytes that are otherwise encoded once per job.
@@ -40,23 +39,18 @@ async def open_socket(request: web.Request) -> tuple[web.WebSocketResponse, bool
         protocols=(BEARER,),  # echoed when a browser sends its token as ["bearer", token]
     )
     await ws.prepare(request)
-    if not authorized(request, settings.token):
-        await ws.close(code=CLOSE_UNAUTHORIZED, message=b"unauthorized")
-        return ws, False
-    return ws, True
+    return ws
 
 
 async def training_socket(request: web.Request) -> web.WebSocketResponse:
     """Stream one job's state to one client."""
     settings = request.app[SETTINGS]
     hub = request.app[HUB]
-    ws, admitted = await open_socket(request)
-    if not admitted:
-        return ws
+    ws = await open_socket(request)
     job_id = request.match_info["job_id"]
     fmt = request.query.get("format", "patch")
     history = request.query.get("history", "0")
-    subscription = _subscribe(hub, job_id, fmt, history)
+    subscription = _subscribe(hub, job_id, fmt, history, address=client_address(request))
     if isinstance(subscription, tuple):
         code, reason = subscription
         await ws.close(code=code, message=reason.encode())
@@ -113,7 +107,9 @@ async def read_until_closed(ws: web.WebSocketResponse, on_end: Callable[[], None
         on_end()
 
 
-def _subscribe(hub: JobHub, job_id: str, fmt: str, history: str) -> Subscription | tuple[int, str]:
+def _subscribe(
+    hub: JobHub, job_id: str, fmt: str, history: str, *, address: str | None
+) -> Subscription | tuple[int, str]:
     if not is_valid_job_id(job_id):
         return CLOSE_INVALID, "invalid job id"
     if fmt not in ("patch", "full"):
@@ -121,7 +117,7 @@ def _subscribe(hub: JobHub, job_id: str, fmt: str, history: str) -> Subscription
     if history not in ("0", "1"):
         return CLOSE_INVALID, "invalid history: use 0 or 1"
     try:
-        return hub.subscribe(job_id, full=fmt == "full", history=history == "1")
+        return hub.subscribe(job_id, full=fmt == "full", history=history == "1", address=address)
     except UnknownJob:
         return CLOSE_UNKNOWN, "unknown job"
     except TooManyClients as e:

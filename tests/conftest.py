@@ -7,10 +7,12 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestServer
 from hypothesis import settings
 
 from sidecar.app import create_app
+from sidecar.server import SidecarRunner
 from sidecar.settings import Settings
 from tests.helpers import StreamClient
 
@@ -26,11 +28,18 @@ def jobs_root(tmp_path: Path) -> Path:
     return root
 
 
+class SidecarTestServer(TestServer):
+    """aiohttp's test server, with the sidecar's own runner (its connection limits)."""
+
+    async def _make_runner(self, **kwargs: Any) -> web.BaseRunner:
+        return SidecarRunner(self.app, **kwargs)
+
+
 class Sidecar:
     """A sidecar running in this process on a real socket, and clients for it."""
 
     def __init__(
-        self, server: TestServer, session: aiohttp.ClientSession, stack: AsyncExitStack
+        self, server: SidecarTestServer, session: aiohttp.ClientSession, stack: AsyncExitStack
     ) -> None:
         self.server = server
         self.session = session
@@ -68,7 +77,7 @@ async def start_sidecar(jobs_root: Path) -> AsyncIterator[StartSidecar]:
 
         async def start(root: Path | None = None, **overrides: Any) -> Sidecar:
             settings = Settings(root=root or jobs_root, **overrides)
-            server = TestServer(create_app(settings), host="127.0.0.1")
+            server = SidecarTestServer(create_app(settings), host="127.0.0.1")
             await server.start_server()
             stack.push_async_callback(server.close)
             session = await stack.enter_async_context(aiohttp.ClientSession())

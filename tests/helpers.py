@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -132,7 +134,7 @@ async def silent_client(host: str, port: int, job_id: str) -> asyncio.StreamWrit
     """
     reader, writer = await asyncio.open_connection(host, port)
     writer.write(
-        f"GET /ws/training/{job_id} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+        f"GET /ws/training/{job_id} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
         "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
         "Sec-WebSocket-Version: 13\r\n\r\n".encode()
     )
@@ -142,3 +144,80 @@ async def silent_client(host: str, port: int, job_id: str) -> asyncio.StreamWrit
     assert isinstance(transport, asyncio.ReadTransport)
     transport.pause_reading()
     return writer
+
+
+UPGRADE_HEADERS = {
+    "Upgrade": "websocket",
+    "Connection": "Upgrade",
+    "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+    "Sec-WebSocket-Version": "13",
+}
+
+
+class RawResponse:
+    """What a raw HTTP request got: the status, the body, and for a WebSocket (101) the code of
+    the close frame the server sent first, if it sent one."""
+
+    def __init__(self, status: int, head: bytes, body: bytes, close_code: int | None) -> None:
+        self.status = status
+        self.head = head
+        self.body = body
+        self.close_code = close_code
+
+
+async def raw_get(
+    host: str, port: int, target: str | bytes, headers: dict[str, str] | None = None
+) -> RawResponse:
+    """Send one GET as bytes on a fresh connection (any header, any request target) and read
+    the answer: a client that no library tidies up."""
+    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        lines = [
+            b"GET " + (target if isinstance(target, bytes) else target.encode()) + b" HTTP/1.1"
+        ]
+        sent = {"Host": f"{host}:{port}", "Connection": "close", **(headers or {})}
+        lines += [f"{name}: {value}".encode() for name, value in sent.items()]
+        writer.write(b"\r\n".join(lines) + b"\r\n\r\n")
+        await writer.drain()
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), DEADLINE)
+        status = int(head.split(b" ", 2)[1])
+        if status == 101:
+            frame = await asyncio.wait_for(reader.readexactly(2), DEADLINE)
+            if frame[:1] != b"\x88":  # not a close: a message, and the stream goes on
+                return RawResponse(status, head, b"", None)
+            payload = await asyncio.wait_for(reader.readexactly(frame[1] & 0x7F), DEADLINE)
+            return RawResponse(status, head, payload, int.from_bytes(payload[:2], "big"))
+        length = re.search(rb"(?im)^content-length:\s*(\d+)", head)
+        read = reader.readexactly(int(length.group(1))) if length else reader.read()
+        body = await asyncio.wait_for(read, DEADLINE)
+        return RawResponse(status, head, body, None)
+    finally:
+        writer.close()
+
+
+async def spawn_sidecar(
+    root: Path,
+    *args: str,
+    env: dict[str, str] | None = None,
+    preexec_fn: Callable[[], None] | None = None,
+) -> tuple[asyncio.subprocess.Process, str, int]:
+    """``python -m sidecar`` on a free port; returns the process, its host and its port."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "sidecar", "--root", str(root), "--port", "0", *args,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **(env or {})},
+        preexec_fn=preexec_fn,
+    )  # fmt: skip
+    assert process.stdout is not None
+    line = await asyncio.wait_for(process.stdout.readline(), 20)
+    match = re.search(rb"listening on http://([\d.]+):(\d+)", line)
+    assert match, line
+    return process, match.group(1).decode(), int(match.group(2))
+
+
+async def stop_sidecar(process: asyncio.subprocess.Process) -> str:
+    """SIGTERM, then everything the process wrote (stdout and stderr)."""
+    if process.returncode is None:
+        process.terminate()
+    out, err = await asyncio.wait_for(process.communicate(), 10)
+    return (out + err).decode(errors="replace")

@@ -63,6 +63,9 @@ async def start_sidecar(root: Path, *extra: str) -> Server:
         "0",
         "--log-level",
         "warning",
+        # Every load client connects from 127.0.0.1: the per-address limit would cut them off.
+        "--max-clients-per-address",
+        "1000",
         *extra,
     )
 

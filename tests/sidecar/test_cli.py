@@ -29,7 +29,8 @@ def test_help_lists_every_flag(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     for flag in (
         "--root", "--host", "--port", "--pattern", "--max-clients-per-job", "--max-clients",
-        "--stall-after", "--poll", "--log-level", "SIDECAR_ROOT",
+        "--stall-after", "--poll", "--log-level", "SIDECAR_ROOT", "--allowed-host",
+        "--max-clients-per-address",
     ):  # fmt: skip
         assert flag in out
 
@@ -49,6 +50,18 @@ def test_defaults(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         60.0,
     )
     assert (settings.poll, level) == (False, "info")
+    assert (settings.max_clients_per_address, settings.allowed_hosts) == (5, ())
+
+
+def test_security_flags(tmp_path: Path) -> None:
+    hosts = ["--allowed-host", "a.example", "--allowed-host", "B.example"]
+    settings, _ = parse_settings(
+        ["--root", str(tmp_path), *hosts, "--max-clients-per-address", "3"]
+    )
+    assert (settings.allowed_hosts, settings.max_clients_per_address) == (
+        ("a.example", "b.example"),  # lowercase, as Host headers are compared
+        3,
+    )
 
 
 @pytest.mark.parametrize(
@@ -58,6 +71,11 @@ def test_defaults(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         (["--root", "r", "--pattern", "progress.json"], "invalid pattern 'progress.json'"),
         (["--root", "r", "--stall-after", "0"], "must be positive: '0'"),
         (["--root", "r", "--max-clients", "x"], "not a number: 'x'"),
+        (["--root", "r", "--max-clients-per-address", "0"], "must be positive: '0'"),
+        (["--root", "r", "--allowed-host", "http://x.example"], "not a host name"),
+        (["--root", "r", "--allowed-host", "x.example:8765"], "give the name alone"),
+        (["--root", "r", "--allowed-origin", "localhost:3000"], "not an origin"),
+        (["--root", "r", "--allowed-origin", "http://x.example/app"], "not an origin"),
         (["--root", "r", "--port", "70000"], "must be 0 to 65535: '70000'"),
     ],
 )
@@ -109,7 +127,9 @@ async def test_signal_closes_every_client_with_1001_within_a_second(
     tmp_path: Path, session: aiohttp.ClientSession, signum: signal.Signals
 ) -> None:
     write_atomic(tmp_path / "j" / "progress.json", {"status": "running"})
-    running = await start("--root", str(tmp_path), "--max-clients-per-job", "20")
+    running = await start(
+        "--root", str(tmp_path), "--max-clients-per-job", "20", "--max-clients-per-address", "20"
+    )
     clients = [await session.ws_connect(f"{running.url}/ws/training/j") for _ in range(20)]
     for ws in clients:
         assert (await ws.receive_json(timeout=5))["type"] == "snapshot"

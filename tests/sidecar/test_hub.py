@@ -129,3 +129,19 @@ def test_limits() -> None:
         hub.unsubscribe(sub)
         hub.unsubscribe(sub)  # twice is harmless
     assert hub.client_count == 0
+
+
+def test_one_address_cannot_take_a_whole_job() -> None:
+    hub = JobHub(max_clients_per_job=4, max_clients_per_address=2)
+    hub.put(state("a"))
+    hub.put(state("b"))
+    mine = [hub.subscribe("a", address="10.0.0.1") for _ in range(2)]
+    with pytest.raises(TooManyClients, match="too many clients for this job from this address"):
+        hub.subscribe("a", address="10.0.0.1")
+    hub.subscribe("b", address="10.0.0.1")  # the limit is per job
+    others = [hub.subscribe("a", address="10.0.0.2"), hub.subscribe("a")]
+    hub.unsubscribe(mine[0])
+    hub.subscribe("a", address="10.0.0.1")  # a slot freed is a slot to take
+    with pytest.raises(TooManyClients, match=r"for this job$"):
+        hub.subscribe("a", address="10.0.0.3")  # the job's own limit still holds
+    assert len(others) == 2

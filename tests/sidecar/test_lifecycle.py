@@ -49,7 +49,7 @@ async def start(
 async def test_sigterm_with_500_clients(tmp_path: Path) -> None:
     for job in range(50):
         write_atomic(tmp_path / f"job{job}" / "progress.json", {"status": "running"})
-    process, url = await start(tmp_path)
+    process, url = await start(tmp_path, "--max-clients-per-address", "10")
     ws_base = url.replace("http", "ws", 1)
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=connector) as session:

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 import websockets
 
@@ -287,7 +288,7 @@ async def test_many_clients_on_one_job_see_the_same_states(
 ) -> None:
     file = jobs_root / "job1" / "progress.json"
     write_atomic(file, progress(current_step=0))
-    sidecar = await start_sidecar(max_clients_per_job=50)
+    sidecar = await start_sidecar(max_clients_per_job=50, max_clients_per_address=50)
     clients = [await sidecar.connect("job1") for _ in range(50)]
     for step in range(1, 11):
         write_atomic(file, progress(current_step=step))
@@ -451,3 +452,25 @@ async def test_slow_client_gets_one_patch_to_the_latest(
     assert final == expected(
         "job1", progress(a=3, b={"x": 5}, d="new"), timestamp=final["timestamp"]
     )
+
+
+async def test_one_address_cannot_lock_a_job(jobs_root: Path, start_sidecar: StartSidecar) -> None:
+    """Ten idle connections from one address used to keep every other viewer off a job."""
+    write_atomic(jobs_root / "a" / "progress.json", progress("a"))
+    sidecar = await start_sidecar()  # defaults: 10 per job, 5 per address
+    mine = [await sidecar.connect("a") for _ in range(5)]
+    for client in mine:
+        assert await client.next() is not None
+    sixth = await sidecar.connect("a")
+    message = await sixth.ws.receive(timeout=5)
+    assert (message.data, message.extra) == (
+        1013,
+        "too many clients for this job from this address",
+    )
+    # Another address (127.0.0.2 is loopback too) still gets in.
+    connector = aiohttp.TCPConnector(local_addr=("127.0.0.2", 0))
+    async with (
+        aiohttp.ClientSession(connector=connector) as other,
+        other.ws_connect(sidecar.ws_url("a")) as ws,
+    ):
+        assert (await ws.receive_json(timeout=5))["type"] == "snapshot"
