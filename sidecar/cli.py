@@ -64,6 +64,15 @@ _OPTIONS: list[tuple[str, Callable[[str], Any], str | None, str]] = [
 ]  # fmt: skip
 
 
+class _DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows a flag's default where it has one worth showing (not None, [] or a switch's off)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default in (None, [], False) or action.default is argparse.SUPPRESS:
+            return action.help
+        return super()._get_help_string(action)
+
+
 def _field(flag: str) -> str:
     return flag.removeprefix("--").replace("-", "_")
 
@@ -77,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
             "clients at /ws/training/{job_id} within milliseconds; REST at /api/jobs. "
             "The sidecar only reads the jobs root."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_DefaultsHelpFormatter,
         epilog="progress-sidecar tail JOB_ID [--url URL]: show one job live in the terminal "
         "(see progress-sidecar tail --help).",
     )
@@ -86,7 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         default=os.environ.get(ROOT_ENV),
         metavar="DIR",
-        help=f"the jobs root to watch (or env {ROOT_ENV}); a root that does not exist yet is waited for",
+        help=f"the jobs root to watch (or env {ROOT_ENV}); one that does not exist yet is "
+        "waited for, with a warning",
     )
     for flag, parse, metavar, text in _OPTIONS:
         default = getattr(defaults, _field(flag))
@@ -131,6 +141,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def root_problem(root: Path) -> str | None:
+    """Why ``root`` cannot be a jobs root, if it cannot: not a directory, or not readable. A
+    root that does not exist is fine: the training server may make it later."""
+    try:
+        with os.scandir(root):
+            return None
+    except FileNotFoundError:
+        return None
+    except NotADirectoryError:
+        return f"--root {root} is not a directory"
+    except PermissionError:
+        return f"--root {root}: permission denied (the sidecar must be able to list it)"
+    except OSError as e:
+        return f"--root {root}: {os.strerror(e.errno or 0).lower()}"
+
+
 def parse_settings(argv: Sequence[str] | None = None) -> tuple[Settings, str]:
     """Settings and log level from the command line; exits 2 with a message on bad input."""
     parser = build_parser()
@@ -138,6 +164,8 @@ def parse_settings(argv: Sequence[str] | None = None) -> tuple[Settings, str]:
     if args.root is None:
         parser.error(f"--root is required (or set {ROOT_ENV})")
     root = Path(args.root).absolute()
+    if (problem := root_problem(root)) is not None:
+        parser.error(problem)
     try:
         JobLayout(root, args.pattern)
     except ValueError as e:

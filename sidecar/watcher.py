@@ -353,7 +353,10 @@ class FileWatcher:
         while (root_id := _root_id(self.layout.root)) is None:
             self.ready.set()
             if not said:
-                logger.info("waiting for jobs root %s to exist", self.layout.root)
+                what = "is not a directory" if self.layout.root.exists() else "does not exist"
+                logger.warning(
+                    "jobs root %s %s (yet); serving no job until it does", self.layout.root, what
+                )
                 said = True
             await asyncio.sleep(ROOT_CHECK_INTERVAL)
         return root_id

@@ -17,12 +17,16 @@ import pytest
 
 from sidecar.cli import main, parse_settings
 from tests.helpers import write_atomic
+from tests.sidecar.test_lifecycle import unprivileged
 
 URL_LINE = re.compile(rb"listening on (http://127\.0\.0\.1:\d+)")
 CONSOLE_SCRIPT = Path(sys.executable).with_name("progress-sidecar")
 
 
-def test_help_lists_every_flag(capsys: pytest.CaptureFixture[str]) -> None:
+def test_help_lists_every_flag(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("SIDECAR_ROOT", raising=False)
     with pytest.raises(SystemExit) as exit_info:
         main(["--help"])
     assert exit_info.value.code == 0
@@ -33,6 +37,9 @@ def test_help_lists_every_flag(capsys: pytest.CaptureFixture[str]) -> None:
         "--max-clients-per-address",
     ):  # fmt: skip
         assert flag in out
+    for artifact in ("(default: None)", "(default: [])", "(default: False)", "none (default"):
+        assert artifact not in out
+    assert "(default: 8765)" in out
 
 
 def test_defaults(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -143,14 +150,46 @@ async def test_signal_closes_every_client_with_1001_within_a_second(
         await ws.close()
 
 
+def test_a_root_that_is_a_file_is_a_configuration_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "jobs").write_text("not a directory")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--root", str(tmp_path / "jobs")])
+    assert exit_info.value.code == 2
+    assert f"--root {tmp_path / 'jobs'} is not a directory" in capsys.readouterr().err
+
+
+def test_an_unreadable_root_is_a_configuration_error(tmp_path: Path) -> None:
+    root = tmp_path / "jobs"
+    root.mkdir(mode=0o300)  # may enter, may not list
+    result = subprocess.run(
+        [*unprivileged(), sys.executable, "-m", "sidecar", "--root", str(root)],
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
+    assert result.returncode == 2
+    assert f"--root {root}: permission denied" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stderr.splitlines()[-1].startswith("progress-sidecar: error: --root")
+
+
 async def test_console_script_waits_for_a_missing_root(
     tmp_path: Path, session: aiohttp.ClientSession
 ) -> None:
+    """A missing root is allowed (the training server may make it later); it is said once, at
+    warning level, with its absolute path, and /healthz shows it."""
     root = tmp_path / "later"
     running = await start("--root", str(root), command=(str(CONSOLE_SCRIPT),))
     try:
         async with session.get(f"{running.url}/healthz") as response:
-            assert (await response.json())["status"] == "waiting for root"
+            health = await response.json()
+        assert (health["status"], health["root"], health["root_path"]) == (
+            "waiting for root",
+            "missing",
+            str(root),
+        )
         write_atomic(root / "j" / "progress.json", {"status": "running"})
         deadline = time.monotonic() + 5
         while True:
@@ -164,7 +203,8 @@ async def test_console_script_waits_for_a_missing_root(
         assert await asyncio.wait_for(running.process.wait(), 2) == 0
     assert running.process.stderr is not None
     log = (await running.process.stderr.read()).decode()
-    assert "waiting for jobs root" in log
+    said = [line for line in log.splitlines() if "does not exist" in line]
+    assert len(said) == 1 and f"WARNING sidecar.watcher: jobs root {root} does not exist" in said[0]
 
 
 def test_port_in_use_is_a_clear_error(tmp_path: Path) -> None:

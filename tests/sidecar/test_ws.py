@@ -339,7 +339,11 @@ async def test_root_created_late(tmp_path: Path, start_sidecar: StartSidecar) ->
     root = tmp_path / "not-yet"
     sidecar = await start_sidecar(root)
     _, health = await sidecar.get_json("/healthz")
-    assert health["root_present"] is False
+    assert (health["root"], health["root_path"], health["root_present"]) == (
+        "missing",
+        str(root),
+        False,
+    )
     write_atomic(root / "job1" / "progress.json", progress(current_step=7))
 
     async def has_job() -> bool:
