@@ -34,11 +34,13 @@ HEADER_TIMEOUT: Final = 5.0
 """Seconds a connection has to send a whole request (and stays open, idle, after one)."""
 WRITE_TIMEOUT: Final = 10.0
 """Seconds a client has to take a whole HTTP response."""
-BACKLOG: Final = 64
+BACKLOG: Final = 32
 """The listen backlog: connections the kernel queues, and asyncio accepts in one go."""
-FD_RESERVE: Final = BACKLOG + 64
-"""Descriptors kept for what is not a connection: a backlog accepted at once, progress and
-history files, inotify, the listening sockets, threads, the log."""
+FD_RESERVE: Final = 4 * BACKLOG + 64
+"""Descriptors kept for what is not a connection: connections accepted but not yet counted or
+refused (asyncio accepts up to a backlog's worth per turn of the event loop, and a refused
+connection's descriptor is closed three turns later), progress and history files, inotify, the
+listening sockets, threads, the log."""
 HTTP_RESERVE: Final = 16
 """Connections kept for REST and health checks when every WebSocket client is connected."""
 BUSY = b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
