@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import math
+import os
 import sys
 from collections.abc import Sequence
 from decimal import ROUND_HALF_UP, Decimal
@@ -246,3 +247,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if sys.stdout.isatty():
             sys.stdout.write("\n")  # the shell's prompt on a line of its own
         return 130
+    except BrokenPipeError:
+        # The reader went away (tail ... | head -1): stop quietly, as a shell tool does.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0

@@ -229,3 +229,27 @@ def test_tail_help_shows_the_defaults(capsys: pytest.CaptureFixture[str]) -> Non
     ):
         assert shown in text
     assert "None" not in text
+
+
+async def test_tail_into_a_closed_pipe_stops_quietly(tmp_path: Path) -> None:
+    """``tail ... | head -c 1`` ends at tail's next line, without a BrokenPipeError traceback."""
+    progress = tmp_path / "j" / "progress.json"
+    write_atomic(progress, {"status": "running", "progress": 1.0})
+    process, host, port = await spawn_sidecar(tmp_path)
+    try:
+        piped = await asyncio.create_subprocess_shell(
+            f"{sys.executable} -m sidecar tail j --url http://{host}:{port} | head -c 1",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        ended = asyncio.ensure_future(piped.communicate())
+        for step in range(2, 200):  # new lines for tail to write, until it has stopped
+            write_atomic(progress, {"status": "running", "progress": float(step)})
+            done, _ = await asyncio.wait([ended], timeout=0.1)
+            if done:
+                break
+        _out, err = await asyncio.wait_for(ended, 10)
+    finally:
+        await stop_sidecar(process)
+    assert piped.returncode == 0
+    assert b"Traceback" not in err and b"BrokenPipe" not in err, err
