@@ -1,0 +1,59 @@
+"""examples/: each runs as a user would run it, and does what the README says."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sidecar.client import follow_job
+from tests.conftest import StartSidecar
+
+EXAMPLES = Path(__file__).parents[1] / "examples"
+
+
+@pytest.mark.timeout(180)
+async def test_hf_trainer_example_trains_with_progress_callback(
+    start_sidecar: StartSidecar, jobs_root: Path
+) -> None:
+    """examples/hf_trainer.py trains the tiny model with ProgressCallback: progress.json ends
+    completed at the last step, metrics.jsonl has the logged losses, and a sidecar streams it live."""
+    (jobs_root / "example").mkdir()  # a pending job, so it can be followed before it starts
+    sidecar = await start_sidecar()
+    example = await asyncio.create_subprocess_exec(
+        sys.executable, str(EXAMPLES / "hf_trainer.py"),
+        "--jobs-root", str(jobs_root), "--job-id", "example", "--steps", "12",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    states: list[dict[str, Any]] = []
+
+    async def follow() -> None:
+        async for state in follow_job(sidecar.url("/"), "example"):
+            states.append(state)
+
+    following = asyncio.create_task(follow())
+    try:
+        output, _ = await asyncio.wait_for(example.communicate(), 150)
+        assert example.returncode == 0, output.decode()
+        await asyncio.wait_for(following, 10)  # the stream ends with the job
+    finally:
+        following.cancel()
+
+    progress = json.loads((jobs_root / "example" / "progress.json").read_text())
+    assert progress["status"] == "completed"
+    assert progress["current_step"] == progress["total_steps"] == 12
+    assert progress["progress"] == 100
+    history = [
+        json.loads(line)
+        for line in (jobs_root / "example" / "metrics.jsonl").read_text().splitlines()
+    ]
+    assert history and all(0 < entry["step"] <= 12 for entry in history)
+    assert any(isinstance(entry.get("loss"), float) for entry in history)
+
+    assert [s["status"] for s in states if "status" in s][-1] == "completed"
+    assert any(s.get("status") == "running" for s in states)
+    assert states[-1]["complete"] is True
