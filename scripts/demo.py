@@ -22,8 +22,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sidecar.argtypes import port, positive_int
-from sidecar.tail import tail
+from sidecar.clients.tail import tail
+from sidecar.core.argtypes import port, positive_int
 
 URL_LINE = re.compile(r"listening on (http://\S+)")
 START_TIMEOUT = 30

@@ -11,9 +11,9 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from hypothesis import settings
 
-from sidecar.app import create_app
-from sidecar.server import SidecarRunner
-from sidecar.settings import Settings
+from sidecar.server.app import create_app
+from sidecar.server.runner import SidecarRunner
+from sidecar.server.settings import Settings
 from tests.helpers import StreamClient
 
 # Examples are timed by hypothesis; on a busy machine that is noise, not a failure.

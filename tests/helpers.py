@@ -14,7 +14,7 @@ from typing import Any
 
 import aiohttp
 
-from sidecar.patch import apply_merge_patch
+from sidecar.core.patch import apply_merge_patch
 
 DEADLINE = 5.0
 

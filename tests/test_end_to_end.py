@@ -6,7 +6,7 @@ import asyncio
 import sys
 from pathlib import Path
 
-from sidecar.keys import HUB
+from sidecar.server.keys import HUB
 from tests.conftest import StartSidecar
 from tests.helpers import wait_for
 

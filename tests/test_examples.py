@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from sidecar.client import follow_job
+from sidecar.clients.follow import follow_job
 from tests.conftest import StartSidecar
 
 EXAMPLES = Path(__file__).parents[1] / "examples"

@@ -10,12 +10,12 @@ import socket
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
+from sidecar.core.contract import isoformat_utc
 from trainer.gpu import GpuMonitor
 from trainer.writer import ProgressWriter
 
@@ -29,7 +29,7 @@ class Cancelled(BaseException):
 
 
 def _now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return isoformat_utc(time.time())
 
 
 def _timed(method: F) -> F:

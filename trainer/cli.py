@@ -13,8 +13,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from sidecar.argtypes import positive_float, positive_int
-from sidecar.layout import JOB_ID_PATTERN, is_valid_job_id
+from sidecar.core.argtypes import positive_float, positive_int
+from sidecar.core.contract import JOB_ID_PATTERN, is_valid_job_id
 
 logger = logging.getLogger(__name__)
 

@@ -8,29 +8,15 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
+from sidecar.core.contract import HISTORY_FILE, PROGRESS_FILE, is_terminal, strict_json
+
 logger = logging.getLogger(__name__)
-
-PROGRESS_FILE = "progress.json"
-HISTORY_FILE = "metrics.jsonl"
-TERMINAL_STATUSES = frozenset({"completed", "failed", "cancelled", "canceled", "stopped", "error"})
-
-
-def strict_json(value: Any) -> Any:
-    """``value`` with NaN and +-Infinity replaced by None, at any depth (JSON has neither)."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {str(k): strict_json(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [strict_json(v) for v in value]
-    return value
 
 
 def _dumps(value: Any) -> str:
@@ -77,7 +63,7 @@ class ProgressWriter:
             state: the whole progress document.
             force: write now whatever the throttle says.
         """
-        terminal = str(state.get("status", "")).lower() in TERMINAL_STATUSES
+        terminal = is_terminal(state.get("status"))
         if not (force or terminal or self.due()):
             self._pending = state
             return False

@@ -41,7 +41,7 @@ WORKERS = 4
 
 async def worker(base: str, prefix: str, clients: int, offset: int, final_step: int) -> None:
     """One load process: ``clients`` followers; prints 'ready', then one JSON line of results."""
-    from sidecar.patch import apply_merge_patch
+    from sidecar.core.patch import apply_merge_patch
 
     received: list[tuple[str, list[tuple[float, int]]]] = []
     finals = {"ok": 0, "lost": 0, "errors": 0}

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from trainer.writer import ProgressWriter, strict_json
+from sidecar.core.contract import strict_json
+from trainer.writer import ProgressWriter
 
 
 class Clock:

@@ -1,0 +1,182 @@
+"""Where a job's files lie under the jobs root: job ids, the path pattern, and the scan."""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import stat
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import NamedTuple
+
+from sidecar.core.contract import HISTORY_FILE, JOB_ID_PATTERN, is_valid_job_id
+from sidecar.files.beneath import stat_beneath
+
+PLACEHOLDER = "{job_id}"
+
+
+class FileSignature(NamedTuple):
+    """What a stat says of a file; any change in it means the content may have changed."""
+
+    inode: int
+    size: int
+    mtime_ns: int
+    mode: int
+
+    @classmethod
+    def of(cls, st: os.stat_result) -> FileSignature:
+        return cls(st.st_ino, st.st_size, st.st_mtime_ns, stat.S_IFMT(st.st_mode))
+
+
+class JobEntry(NamedTuple):
+    """One job found by a scan: its directory's mtime and its file's signature, if any."""
+
+    dir_mtime: float
+    file: FileSignature | None
+
+
+class Scan(NamedTuple):
+    """What a scan found, how many stat calls it made on jobs (directory listings aside), and
+    the paths it did not follow because they are symlinks (or lie behind one)."""
+
+    jobs: dict[str, JobEntry]
+    stats: int
+    links: list[Path]
+
+
+@dataclass(frozen=True)
+class JobLayout:
+    """Maps job ids to paths under ``root`` by a pattern such as ``{job_id}/progress.json``.
+
+    Args:
+        root: the jobs root.
+        pattern: a relative path holding ``{job_id}`` once. When ``{job_id}`` is a whole
+            directory name, that directory is the job directory: the job exists (as pending)
+            while it exists, even before its file does.
+    """
+
+    root: Path
+    pattern: str
+    _job_re: re.Pattern[str] = field(init=False, repr=False)
+    _dir_parts: tuple[str, ...] | None = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        parts = PurePosixPath(self.pattern).parts
+        if (
+            not parts
+            or PurePosixPath(self.pattern).is_absolute()
+            or self.pattern.count(PLACEHOLDER) != 1
+            or self.pattern.replace(PLACEHOLDER, "").count("{")
+            or self.pattern.replace(PLACEHOLDER, "").count("}")
+            or any(p in (".", "..") for p in parts)
+            or "\\" in self.pattern
+        ):
+            raise ValueError(
+                f"invalid pattern {self.pattern!r}: want a relative path with {PLACEHOLDER} once"
+            )
+        index = next(i for i, p in enumerate(parts) if PLACEHOLDER in p)
+        dir_parts = (
+            parts[: index + 1] if parts[index] == PLACEHOLDER and index < len(parts) - 1 else None
+        )
+        file_re = "/".join(_part_regex(p) for p in parts)
+        if dir_parts is not None:
+            job_re = "/".join(_part_regex(p) for p in dir_parts) + "(?:/.*)?"
+        else:
+            job_re = file_re
+        object.__setattr__(self, "_job_re", re.compile(job_re))
+        object.__setattr__(self, "_dir_parts", dir_parts)
+
+    def file_for(self, job_id: str) -> Path:
+        """The progress file of a job; ``job_id`` must be valid."""
+        assert is_valid_job_id(job_id), job_id
+        return self.root / self.pattern.replace(PLACEHOLDER, job_id)
+
+    def history_for(self, job_id: str) -> Path:
+        """The job's metrics history, beside its progress file."""
+        return self.file_for(job_id).with_name(HISTORY_FILE)
+
+    def dir_for(self, job_id: str) -> Path | None:
+        """The job directory, when the pattern has one."""
+        assert is_valid_job_id(job_id), job_id
+        if self._dir_parts is None:
+            return None
+        return self.root.joinpath(*self._dir_parts[:-1], job_id)
+
+    def job_of(self, path: str) -> str | None:
+        """The job that a changed path (anywhere under the root) concerns, if any."""
+        prefix = str(self.root) + os.sep
+        if not path.startswith(prefix):
+            return None
+        match = self._job_re.fullmatch(path[len(prefix) :])
+        return match.group("job_id") if match else None
+
+    def role_of(self, path: str) -> tuple[str, str] | None:
+        """The job a changed path concerns and what it is to that job: ``progress`` (its file),
+        ``history`` (its metrics.jsonl), ``dir`` (its directory) or ``other``."""
+        job_id = self.job_of(path)
+        if job_id is None:
+            return None
+        if path == str(self.file_for(job_id)):
+            return job_id, "progress"
+        if path == str(self.history_for(job_id)):
+            return job_id, "history"
+        if path == str(self.dir_for(job_id)):
+            return job_id, "dir"
+        return job_id, "other"
+
+    def scan(self) -> Scan:
+        """Every job under the root, by stat alone (no file is opened), following no symlink
+        below the root. Blocking."""
+        found: dict[str, JobEntry] = {}
+        links: set[Path] = set()
+        stats = 0
+        if self._dir_parts is not None:
+            glob = "/".join(self._dir_parts).replace(PLACEHOLDER, "*")
+            for job_dir in self.root.glob(glob):
+                job_id = self.job_of(str(job_dir))
+                if job_id is None:
+                    continue
+                stats += 2
+                dir_stat = self.lstat(job_dir)
+                if isinstance(dir_stat, Path):
+                    links.add(dir_stat)
+                elif dir_stat is not None and stat.S_ISLNK(dir_stat.st_mode):
+                    links.add(job_dir)
+                elif dir_stat is not None and stat.S_ISDIR(dir_stat.st_mode):
+                    file_stat = self.lstat(self.file_for(job_id))
+                    signature = (
+                        FileSignature.of(file_stat)
+                        if isinstance(file_stat, os.stat_result)
+                        else None
+                    )
+                    found[job_id] = JobEntry(dir_stat.st_mtime, signature)
+        else:
+            for file in self.root.glob(self.pattern.replace(PLACEHOLDER, "*")):
+                job_id = self.job_of(str(file))
+                stats += 1
+                file_stat = self.lstat(file)
+                if isinstance(file_stat, Path):
+                    links.add(file_stat)
+                elif job_id is not None and file_stat is not None:
+                    signature = FileSignature.of(file_stat)
+                    found[job_id] = JobEntry(signature.mtime_ns / 1e9, signature)
+        return Scan(found, stats, sorted(links))
+
+    def lstat(self, path: Path) -> os.stat_result | Path | None:
+        """``lstat`` of a path below the root, reached without following any symlink below the
+        root; if a directory on the way is a symlink, that symlink's path; None if absent."""
+        try:
+            return stat_beneath(self.root, path)
+        except OSError as e:
+            if e.errno != errno.ENOTDIR:
+                return None
+            below = [p for p in path.parents if p != self.root and p.is_relative_to(self.root)]
+            return next((p for p in reversed(below) if p.is_symlink()), None)
+
+
+def _part_regex(part: str) -> str:
+    before, placeholder, after = part.partition(PLACEHOLDER)
+    if not placeholder:
+        return re.escape(part)
+    return f"{re.escape(before)}(?P<job_id>{JOB_ID_PATTERN}){re.escape(after)}"

@@ -1,0 +1,16 @@
+"""Typed keys for what the application holds."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from sidecar.core.hub import JobHub
+from sidecar.files.watcher import FileWatcher
+from sidecar.server.metrics import Metrics
+from sidecar.server.settings import Settings
+
+SETTINGS = web.AppKey("settings", Settings)
+HUB = web.AppKey("hub", JobHub)
+WATCHER = web.AppKey("watcher", FileWatcher)
+SOCKETS = web.AppKey("sockets", set[web.WebSocketResponse])
+METRICS = web.AppKey("metrics", Metrics)

@@ -1,0 +1,102 @@
+"""``GET /metrics``: the sidecar's figures in Prometheus' text format.
+
+Counting happens in plain integers where it is hot (the watcher, the senders); they are turned
+into metrics only when scraped. One registry per application, so that several sidecars can live
+in one process (the tests run many).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from sidecar.core.hub import JobHub
+from sidecar.files.stats import WatchStats
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class Metrics:
+    """Every metric of one sidecar (see docs/protocol.md#metrics)."""
+
+    def __init__(self, hub: JobHub, watch: WatchStats) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.watch = watch
+        self.send = SendStats()
+        self.event_to_send = Histogram(
+            "sidecar_event_to_send_seconds",
+            "Time from a file event's arrival to the send of the state it brought (read, diff and encoding included).",
+            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+            registry=self.registry,
+        )
+        self.registry.register(_Figures(hub, watch, self.send))
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class _Figures(Collector):
+    def __init__(self, hub: JobHub, watch: WatchStats, send: SendStats) -> None:
+        self.hub, self.watch, self.send = hub, watch, send
+
+    def collect(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily("sidecar_jobs", "Jobs known.", value=len(self.hub))
+        yield GaugeMetricFamily(
+            "sidecar_connections",
+            "Open WebSocket connections following a job.",
+            value=self.hub.client_count,
+        )
+        messages = CounterMetricFamily(
+            "sidecar_messages_sent", "WebSocket messages sent, by type.", labels=["type"]
+        )
+        for kind in ("snapshot", "patch", "log", "jobs_snapshot", "jobs_patch"):
+            messages.add_metric([kind], self.send.messages[kind])
+        yield messages
+        yield CounterMetricFamily(
+            "sidecar_states_coalesced",
+            "Intermediate states slow clients skipped (they got one patch to the latest instead).",
+            value=self.send.coalesced,
+        )
+        yield CounterMetricFamily(
+            "sidecar_send_timeouts",
+            "Clients dropped for reading nothing for --send-timeout.",
+            value=self.send.send_timeouts,
+        )
+        yield CounterMetricFamily(
+            "sidecar_file_reads", "Progress files opened and read.", value=self.watch.file_reads
+        )
+        yield CounterMetricFamily(
+            "sidecar_file_rereads",
+            "Bad reads read again a few ms later (a writer caught half-way); most then succeed.",
+            value=self.watch.rereads,
+        )
+        errors = CounterMetricFamily(
+            "sidecar_file_read_errors",
+            "Reads that gave no JSON object, by reason.",
+            labels=["reason"],
+        )
+        for reason, count in sorted(self.watch.read_errors.items()):
+            errors.add_metric([reason], count)
+        yield errors
+        yield CounterMetricFamily(
+            "sidecar_scans", "Reconciliation scans (and polls) of the root.", value=self.watch.scans
+        )
+        yield CounterMetricFamily(
+            "sidecar_scan_stats",
+            "stat() calls those scans made on jobs (no file is read).",
+            value=self.watch.scan_stats,
+        )
+
+
+@dataclass
+class SendStats:
+    """What the WebSocket senders did."""
+
+    messages: Counter[str] = field(default_factory=Counter)
+    coalesced: int = 0
+    send_timeouts: int = 0

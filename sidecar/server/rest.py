@@ -1,0 +1,95 @@
+"""The REST fallback: the same states as the WebSocket, for clients that cannot hold one."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from sidecar.core.codec import encode_with_list
+from sidecar.core.contract import is_valid_job_id
+from sidecar.server.keys import HUB, METRICS, SETTINGS, WATCHER
+from sidecar.server.metrics import CONTENT_TYPE
+
+routes = web.RouteTableDef()
+
+HISTORY_LOAD_TIMEOUT = 10.0
+"""Seconds a history request waits for a long history to load before it answers with what is
+loaded so far (10,000 metrics lines load in about 0.3 s)."""
+
+
+def json_error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
+
+
+@routes.get("/api/jobs")
+async def list_jobs(request: web.Request) -> web.Response:
+    """Every job's summary, by job id."""
+    hub = request.app[HUB]
+    jobs = sorted((state.summary() for state in hub.states()), key=lambda s: str(s["job_id"]))
+    return web.json_response({"jobs": jobs})
+
+
+@routes.get("/api/jobs/{job_id}")
+async def get_job(request: web.Request) -> web.Response:
+    """One job's whole state: the body of a snapshot message."""
+    job_id = request.match_info["job_id"]
+    if not is_valid_job_id(job_id):
+        return json_error(400, "invalid job id")
+    version = request.app[HUB].version(job_id)
+    if version is None:
+        return json_error(404, "unknown job")
+    return web.Response(body=version.snapshot_frame(), content_type="application/json")
+
+
+@routes.get("/api/jobs/{job_id}/history")
+async def get_history(request: web.Request) -> web.Response:
+    """Every history entry (metrics.jsonl) of one job kept so far."""
+    job_id = request.match_info["job_id"]
+    if not is_valid_job_id(job_id):
+        return json_error(400, "invalid job id")
+    hub = request.app[HUB]
+    if job_id not in hub:
+        return json_error(404, "unknown job")
+    log = await hub.loaded_history(job_id, timeout=HISTORY_LOAD_TIMEOUT)
+    entries = list(log.entries) if log is not None else []
+    body = encode_with_list({"job_id": job_id}, "entries", entries)
+    return web.Response(body=body, content_type="application/json")
+
+
+@routes.get("/healthz")
+async def health(request: web.Request) -> web.Response:
+    """Whether the sidecar is up, how it watches, and how much it serves."""
+    watcher = request.app[WATCHER]
+    hub = request.app[HUB]
+    return web.json_response(
+        {
+            "status": "ok" if watcher.root_present else "waiting for root",
+            "watcher": watcher.mode,
+            "watcher_reason": watcher.mode_reason,
+            "root": "present" if watcher.root_present else "missing",
+            "root_path": str(request.app[SETTINGS].root),
+            "root_present": watcher.root_present,
+            "jobs": len(hub),
+            "clients": hub.client_count,
+        }
+    )
+
+
+@routes.get("/metrics")
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus' text format (docs/protocol.md lists each metric)."""
+    return web.Response(body=request.app[METRICS].render(), headers={"Content-Type": CONTENT_TYPE})
+
+
+@web.middleware
+async def json_errors(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Turn aiohttp's plain-text HTTP errors (404 on an unknown path...) into JSON bodies."""
+    try:
+        return await handler(request)
+    except web.HTTPException as e:
+        if e.status < 400:
+            raise
+        return json_error(e.status, (e.reason or "error").lower())

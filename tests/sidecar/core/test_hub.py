@@ -1,0 +1,147 @@
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from sidecar.core.hub import JobHub, TooManyClients, UnknownJob, Version
+from sidecar.core.patch import apply_merge_patch
+from sidecar.core.state import JobState, with_document
+
+T0 = 1_762_432_200.0
+
+
+def state(job_id: str = "j", **fields: Any) -> JobState:
+    return with_document(
+        job_id, {"status": "running", **fields}, modified_at=T0, now=T0, stall_after=60
+    )
+
+
+def decode(frame: bytes) -> dict[str, Any]:
+    message = json.loads(frame)
+    assert isinstance(message, dict)
+    return message
+
+
+def test_put_numbers_versions_and_skips_no_change() -> None:
+    hub = JobHub()
+    hub.put(state(step=1))
+    first = hub.version("j")
+    assert first is not None
+    hub.put(state(step=1))
+    assert hub.version("j") is first
+    hub.put(state(step=2))
+    second = hub.version("j")
+    assert second is not None and second.seq > first.seq
+
+
+def test_seq_keeps_increasing_when_a_job_comes_back() -> None:
+    hub = JobHub()
+    hub.put(state(step=1))
+    before = hub.version("j")
+    hub.remove("j")
+    hub.put(state(step=1))
+    after = hub.version("j")
+    assert before is not None and after is not None and after.seq > before.seq
+
+
+def test_frames_are_encoded_once_and_shared() -> None:
+    hub = JobHub()
+    hub.put(state(step=1))
+    first = hub.version("j")
+    hub.put(state(step=2))
+    second = hub.version("j")
+    assert first is not None and second is not None
+    assert second.patch_frame(first) is second.patch_frame(first)
+    assert second.snapshot_frame() is second.snapshot_frame()
+    assert decode(second.patch_frame(first)) == {
+        "type": "patch",
+        "job_id": "j",
+        "seq": second.seq,
+        "timestamp": "2025-11-06T12:30:00.000Z",
+        "step": 2,
+    }
+
+
+def test_patch_for_a_client_that_skipped_versions() -> None:
+    hub = JobHub()
+    hub.put(state(a=1, b=2))
+    seen = hub.version("j")
+    hub.put(state(a=2, b=2))
+    hub.put(state(a=2, c=3))
+    latest = hub.version("j")
+    assert seen is not None and latest is not None
+    patch = decode(latest.patch_frame(seen))
+    client = apply_merge_patch(
+        {k: v for k, v in decode(seen.snapshot_frame()).items() if k not in ("type", "seq")},
+        {k: v for k, v in patch.items() if k not in ("type", "seq")},
+    )
+    assert client == latest.body
+    assert patch["b"] is None
+
+
+def test_version_patch_from_an_unrelated_version_is_correct() -> None:
+    a = Version(1, {"job_id": "j", "timestamp": "t", "x": 1}, None)
+    b = Version(2, {"job_id": "j", "timestamp": "t", "x": 2}, a)
+    c = Version(3, {"job_id": "j", "timestamp": "t", "y": 1}, b)
+    assert decode(c.patch_frame(a))["x"] is None
+    assert decode(c.patch_frame(b)) == {
+        "type": "patch",
+        "job_id": "j",
+        "seq": 3,
+        "timestamp": "t",
+        "x": None,
+        "y": 1,
+    }
+
+
+async def test_subscription_wakes_on_new_versions_and_removal() -> None:
+    hub = JobHub()
+    hub.put(state(step=1))
+    sub = hub.subscribe("j")
+    await sub.wait()  # a new subscription has something to send at once
+    assert sub.version is hub.version("j")
+    hub.put(state(step=2))
+    hub.put(state(step=3))
+    await sub.wait()
+    version = sub.version
+    assert version is not None and version.body["step"] == 3
+    hub.remove("j")
+    await sub.wait()
+    assert sub.version is None
+
+
+def test_limits() -> None:
+    hub = JobHub(max_clients=3, max_clients_per_job=2)
+    hub.put(state("a"))
+    hub.put(state("b"))
+    with pytest.raises(UnknownJob):
+        hub.subscribe("c")
+    subs = [hub.subscribe("a"), hub.subscribe("a")]
+    with pytest.raises(TooManyClients, match="too many clients for this job"):
+        hub.subscribe("a")
+    subs.append(hub.subscribe("b"))
+    with pytest.raises(TooManyClients, match=r"^too many clients$"):
+        hub.subscribe("b")
+    assert hub.client_count == 3
+    for sub in subs:
+        hub.unsubscribe(sub)
+        hub.unsubscribe(sub)  # twice is harmless
+    assert hub.client_count == 0
+
+
+def test_one_address_cannot_take_a_whole_job() -> None:
+    hub = JobHub(max_clients_per_job=4, max_clients_per_address=2)
+    hub.put(state("a"))
+    hub.put(state("b"))
+    mine = [hub.subscribe("a", address="10.0.0.1") for _ in range(2)]
+    with pytest.raises(TooManyClients, match="too many clients for this job from this address"):
+        hub.subscribe("a", address="10.0.0.1")
+    hub.subscribe("b", address="10.0.0.1")  # the limit is per job
+    others = [hub.subscribe("a", address="10.0.0.2"), hub.subscribe("a")]
+    hub.unsubscribe(mine[0])
+    hub.subscribe("a", address="10.0.0.1")  # a slot freed is a slot to take
+    with pytest.raises(TooManyClients, match=r"for this job$"):
+        hub.subscribe("a", address="10.0.0.3")  # the job's own limit still holds
+    assert len(others) == 2

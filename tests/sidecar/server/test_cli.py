@@ -1,0 +1,228 @@
+"""The command line, run as a real subprocess."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from sidecar.server.cli import main, parse_settings
+from tests.helpers import write_atomic
+from tests.sidecar.server.test_lifecycle import unprivileged
+
+URL_LINE = re.compile(rb"listening on (http://127\.0\.0\.1:\d+)")
+CONSOLE_SCRIPT = Path(sys.executable).with_name("progress-sidecar")
+
+
+def test_help_lists_every_flag(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("SIDECAR_ROOT", raising=False)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    for flag in (
+        "--root", "--host", "--port", "--pattern", "--max-clients-per-job", "--max-clients",
+        "--stall-after", "--poll", "--log-level", "SIDECAR_ROOT", "--allowed-host",
+        "--max-clients-per-address",
+    ):  # fmt: skip
+        assert flag in out
+    for artifact in ("(default: None)", "(default: [])", "(default: False)", "none (default"):
+        assert artifact not in out
+    assert "(default: 8765)" in out
+
+
+def test_defaults(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("SIDECAR_ROOT", str(tmp_path))
+    settings, level = parse_settings([])
+    assert settings.root == tmp_path
+    assert (settings.host, settings.port, settings.pattern) == (
+        "127.0.0.1",
+        8765,
+        "{job_id}/progress.json",
+    )
+    assert (settings.max_clients_per_job, settings.max_clients, settings.stall_after) == (
+        10,
+        1000,
+        60.0,
+    )
+    assert (settings.poll, level) == (False, "info")
+    assert (settings.max_clients_per_address, settings.allowed_hosts) == (5, ())
+
+
+def test_security_flags(tmp_path: Path) -> None:
+    hosts = ["--allowed-host", "a.example", "--allowed-host", "B.example"]
+    settings, _ = parse_settings(
+        ["--root", str(tmp_path), *hosts, "--max-clients-per-address", "3"]
+    )
+    assert (settings.allowed_hosts, settings.max_clients_per_address) == (
+        ("a.example", "b.example"),  # lowercase, as Host headers are compared
+        3,
+    )
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        ([], "--root is required (or set SIDECAR_ROOT)"),
+        (["--root", "r", "--pattern", "progress.json"], "invalid pattern 'progress.json'"),
+        (["--root", "r", "--stall-after", "0"], "must be positive: '0'"),
+        (["--root", "r", "--max-clients", "x"], "not a number: 'x'"),
+        (["--root", "r", "--max-clients-per-address", "0"], "must be positive: '0'"),
+        (["--root", "r", "--allowed-host", "http://x.example"], "not a host name"),
+        (["--root", "r", "--allowed-host", "x.example:8765"], "give the name alone"),
+        (["--root", "r", "--allowed-origin", "localhost:3000"], "not an origin"),
+        (["--root", "r", "--allowed-origin", "http://x.example/app"], "not an origin"),
+        (["--root", "r", "--port", "70000"], "must be 0 to 65535: '70000'"),
+    ],
+)
+def test_bad_arguments_exit_2_with_a_message(
+    argv: list[str],
+    message: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.delenv("SIDECAR_ROOT", raising=False)
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+class Running:
+    def __init__(self, process: asyncio.subprocess.Process, url: str) -> None:
+        self.process = process
+        self.url = url
+
+
+async def start(
+    *args: str, command: tuple[str, ...] = (sys.executable, "-m", "sidecar")
+) -> Running:
+    process = await asyncio.create_subprocess_exec(
+        *command,
+        "--port",
+        "0",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert process.stdout is not None
+    line = await asyncio.wait_for(process.stdout.readline(), 10)
+    match = URL_LINE.search(line)
+    assert match, line
+    return Running(process, match.group(1).decode())
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+async def test_signal_closes_every_client_with_1001_within_a_second(
+    tmp_path: Path, session: aiohttp.ClientSession, signum: signal.Signals
+) -> None:
+    write_atomic(tmp_path / "j" / "progress.json", {"status": "running"})
+    running = await start(
+        "--root", str(tmp_path), "--max-clients-per-job", "20", "--max-clients-per-address", "20"
+    )
+    clients = [await session.ws_connect(f"{running.url}/ws/training/j") for _ in range(20)]
+    for ws in clients:
+        assert (await ws.receive_json(timeout=5))["type"] == "snapshot"
+    began = time.monotonic()
+    running.process.send_signal(signum)
+    messages = await asyncio.gather(*(ws.receive(timeout=2) for ws in clients))
+    assert [(m.data, m.extra) for m in messages] == [(1001, "server shutting down")] * 20
+    assert await asyncio.wait_for(running.process.wait(), 2) == 0
+    assert time.monotonic() - began < 1.0
+    for ws in clients:
+        await ws.close()
+
+
+def test_a_root_that_is_a_file_is_a_configuration_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "jobs").write_text("not a directory")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--root", str(tmp_path / "jobs")])
+    assert exit_info.value.code == 2
+    assert f"--root {tmp_path / 'jobs'} is not a directory" in capsys.readouterr().err
+
+
+def test_an_unreadable_root_is_a_configuration_error(tmp_path: Path) -> None:
+    root = tmp_path / "jobs"
+    root.mkdir(mode=0o300)  # may enter, may not list
+    result = subprocess.run(
+        [*unprivileged(), sys.executable, "-m", "sidecar", "--root", str(root)],
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
+    assert result.returncode == 2
+    assert f"--root {root}: permission denied" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stderr.splitlines()[-1].startswith("progress-sidecar: error: --root")
+
+
+async def test_console_script_waits_for_a_missing_root(
+    tmp_path: Path, session: aiohttp.ClientSession
+) -> None:
+    """A missing root is allowed (the training server may make it later); it is said once, at
+    warning level, with its absolute path, and /healthz shows it."""
+    root = tmp_path / "later"
+    running = await start("--root", str(root), command=(str(CONSOLE_SCRIPT),))
+    try:
+        async with session.get(f"{running.url}/healthz") as response:
+            health = await response.json()
+        assert (health["status"], health["root"], health["root_path"]) == (
+            "waiting for root",
+            "missing",
+            str(root),
+        )
+        write_atomic(root / "j" / "progress.json", {"status": "running"})
+        deadline = time.monotonic() + 5
+        while True:
+            async with session.get(f"{running.url}/api/jobs/j") as response:
+                if response.status == 200:
+                    break
+            assert time.monotonic() < deadline, "the job under the late root never showed"
+            await asyncio.sleep(0.02)
+    finally:
+        running.process.terminate()
+        assert await asyncio.wait_for(running.process.wait(), 2) == 0
+    assert running.process.stderr is not None
+    log = (await running.process.stderr.read()).decode()
+    said = [line for line in log.splitlines() if "does not exist" in line]
+    assert (
+        len(said) == 1
+        and f"WARNING sidecar.files.watcher: jobs root {root} does not exist" in said[0]
+    )
+
+
+def test_port_in_use_is_a_clear_error(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "sidecar", "--root", str(tmp_path), "--port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=20,
+            env={**os.environ},
+        )
+    assert result.returncode == 1
+    assert f"cannot serve on 127.0.0.1:{port}" in result.stderr

@@ -1,0 +1,480 @@
+"""End to end: real files in tmp_path, a real server socket, real WebSocket clients."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import websockets
+
+from sidecar.core.contract import isoformat_utc
+from sidecar.core.patch import apply_merge_patch
+from sidecar.server.keys import HUB, WATCHER
+from tests.conftest import StartSidecar
+from tests.helpers import silent_client, state_of, wait_for, write_atomic, write_in_place
+
+
+def progress(job_id: str = "job1", **fields: Any) -> dict[str, Any]:
+    return {"job_id": job_id, "status": "running", **fields}
+
+
+def expected(job_id: str, document: dict[str, Any], **derived: Any) -> dict[str, Any]:
+    """The state a client should hold for a file holding ``document``."""
+    state = {k: v for k, v in document.items() if v is not None}
+    state.update(job_id=job_id, complete=False, stalled=False)
+    state.update(derived)
+    return state
+
+
+async def test_snapshot_then_patches_merge_to_file_content(
+    jobs_root: Path, start_sidecar: StartSidecar
+) -> None:
+    file = jobs_root / "job1" / "progress.json"
+    write_atomic(file, progress(current_step=0, loss=2.0, timestamp="2025-11-06T12:30:00Z"))
+    sidecar = await start_sidecar()
+    client = await sidecar.connect("job1")
+    snapshot = await client.next()
+    assert snapshot is not None
+    assert snapshot["type"] == "snapshot"
+    assert {"type", "job_id", "seq", "timestamp"} <= snapshot.keys()
+    assert snapshot["timestamp"] == "2025-11-06T12:30:00Z"
+
+    for step in range(1, 30):
+        document = progress(
+            current_step=step, loss=2.0 / step, timestamp=f"2025-11-06T12:30:{step:02d}Z"
+        )
+        if step == 10:
+            document["eval_loss"] = 1.5
+        write_atomic(file, document)
+        await client.until(lambda s, step=step: s.get("current_step") == step)
+        assert client.state == expected("job1", document)
+    patches = client.messages[1:]
+    assert patches
+    assert all(m["type"] == "patch" for m in patches)
+    assert all({"type", "job_id", "seq", "timestamp"} <= m.keys() for m in patches)
+    # A patch holds what changed, not the whole state.
+    assert all("status" not in m for m in patches)
+
+
+async def test_in_place_writes_are_seen(jobs_root: Path, start_sidecar: StartSidecar) -> None:
+    file = jobs_root / "job1" / "progress.json"
+    write_in_place(file, progress(current_step=0))
+    sidecar = await start_sidecar()
+    client = await sidecar.connect("job1")
+    for step in range(1, 6):
+        write_in_place(file, progress(current_step=step))
+        await client.until(lambda s, step=step: s.get("current_step") == step)
+
+
+async def test_timestamp_falls_back_to_file_mtime(
+    jobs_root: Path, start_sidecar: StartSidecar
+) -> None:
+    file = jobs_root / "job1" / "progress.json"
+    write_atomic(file, progress())
+    sidecar = await start_sidecar()
+    client = await sidecar.connect("job1")
+    snapshot = await client.next()
+    assert snapshot is not None
+    assert snapshot["timestamp"] == isoformat_utc(file.stat().st_mtime)
+
+
+async def test_format_full_sends_whole_states(jobs_root: Path, start_sidecar: StartSidecar) -> None:
+    file = jobs_root / "job1" / "progress.json"
+    write_atomic(file, progress(progress=0.0, loss=3.0))
+    sidecar = await start_sidecar()
+    client = await sidecar.connect("job1", "format=full")
+    write_atomic(file, progress(progress=50.0, loss=1.0))
+    await client.until(lambda s: s.get("progress") == 50.0)
+    write_atomic(file, {"job_id": "job1", "status": "completed", "final_loss": 0.5})
+    assert await client.closed() == 1000
+    assert all(m["type"] == "snapshot" for m in client.messages)
+    last = client.messages[-1]
+    assert state_of(last) == {
+        "job_id": "job1",
+        "status": "completed",
+        "final_loss": 0.5,
+        "complete": True,
+        "stalled": False,
+        "timestamp": last["timestamp"],
+    }
+
+
+async def test_terminal_state_is_sent_then_closed_with_1000(
+    jobs_root: Path, start_sidecar: StartSidecar
+) -> None:
+    file = jobs_root / "job1" / "progress.json"
+    write_atomic(file, progress(progress=10.0))
+    sidecar = await start_sidecar()
+    client = await sidecar.connect("job1")
+    await client.next()
+    write_atomic(
+        file,
+        {"job_id": "job1", "status": "failed", "error": "Training process terminated unexpectedly"},
+    )
+    assert await client.closed() == 1000
+    assert client.state is not None
+    assert client.state["complete"] is True
+    assert client.state["error"] == "Training process terminated unexpectedly"
+    assert client.messages[-1]["complete"] is True
+
+
+@pytest.mark.parametrize(
+    "status", ["completed", "failed", "cancelled", "canceled", "stopped", "error", "Completed"]
+)
+async def test_finished_job_gets_snapshot_then_close(
+    jobs_root: Path, start_sidecar: StartSidecar, status: str
+) -> None:
+    write_atomic(jobs_root / "job1" / "progress.json", {"status": status, "final_loss": 0.1})
+    sidecar = await start_sidecar()
+    client = await sidecar.connect("job1")
+    assert await client.closed() == 1000
+    assert [m["type"] for m in client.messages] == ["snapshot"]
+    assert client.messages[0]["complete"] is True
+
+
+async def test_stall_and_unstall(jobs_root: Path, start_sidecar: StartSidecar) -> None:
+    file = jobs_root / "job1" / "progress.json"
+    write_atomic(file, progress(current_step=1))
+    sidecar = await start_sidecar(stall_after=0.3)
+    client = await sidecar.connect("job1")
+    await client.next()
+    await client.until(lambda s: s["stalled"] is True)
+    assert client.messages[-1] == {**client.messages[-1], "type": "patch", "stalled": True}
+    write_atomic(file, progress(current_step=2))
+    await client.until(lambda s: s["stalled"] is False and s["current_step"] == 2)
+
+
+async def test_completed_job_never_stalls(jobs_root: Path, start_sidecar: StartSidecar) -> None:
+    write_atomic(jobs_root / "job1" / "progress.json", {"status": "completed"})
+    sidecar = await start_sidecar(stall_after=0.1)
+    await asyncio.sleep(0.3)  # three stall periods: long enough for a wrong stall to show
+    status, body = await sidecar.get_json("/api/jobs/job1")
+    assert status == 200
+    assert body["stalled"] is False
+
+
+async def test_nan_and_infinity_become_null(jobs_root: Path, start_sidecar: StartSidecar) -> None:
+    file = jobs_root / "job1" / "progress.json"
+    write_atomic(file, '{"status": "running", "loss": 1.0, "eval_loss": 2.0}')
+    sidecar = await start_sidecar()
+    client = await sidecar.connect("job1")
+    await client.next()
+    write_atomic(
+        file,
+        '{"status": "running", "loss": NaN, "eval_loss": Infinity, "grad": -Infinity, "x": 1e999}',
+    )
+    raw = await client.ws.receive_str(timeout=5)
+    assert "NaN" not in raw and "Infinity" not in raw
+    patch = json.loads(raw)  # strict parsers accept it
+    assert patch["loss"] is None and patch["eval_loss"] is None
+    assert "grad" not in patch and "x" not in patch
+    _, body = await sidecar.get_json("/api/jobs/job1")
+    assert "loss" not in body and "eval_loss" not in body
+
+
+async def test_torn_writes_never_reach_clients(
+    jobs_root: Path, start_sidecar: StartSidecar
+) -> None:
+    """A writer that truncates, pauses, then writes: clients see only whole documents."""
+    file = jobs_root / "job1" / "progress.json"
+    write_atomic(file, progress(current_step=0))
+    sidecar = await start_sidecar()
+    client = await sidecar.connect("job1")
+
+    def torn_writes() -> None:
+        # In a thread, as another process would: the event loop reads while the file is torn.
+        for step in range(1, 21):
+            text = json.dumps(progress(current_step=step, padding="x" * 2000)).encode()
+            with open(file, "r+b") as f:
+                f.truncate(0)
+                f.flush()
+                time.sleep(0.001)
+                f.write(text[: len(text) // 2])
+                f.flush()
+                time.sleep(0.001)
+                f.write(text[len(text) // 2 :])
+            time.sleep(0.002)
+
+    await asyncio.to_thread(torn_writes)
+    watcher = sidecar.app[WATCHER]
+    await client.until(lambda s: s.get("current_step") == 20)
+    assert watcher.stats.rereads > 0  # the sidecar did catch the file torn, and read again
+    assert all("read_error" not in m for m in client.messages)
+    assert [m["current_step"] for m in client.messages if "current_step" in m] == sorted(
+        m["current_step"] for m in client.messages if "current_step" in m
+    )
+
+
+async def test_invalid_file_keeps_last_good_state(
+    jobs_root: Path, start_sidecar: StartSidecar
+) -> None:
+    file = jobs_root / "job1" / "progress.json"
+    write_atomic(file, progress(current_step=3, loss=0.5))
+    sidecar = await start_sidecar()
+    client = await sidecar.connect("job1")
+    await client.next()
+    write_atomic(file, "[1, 2, 3]")
+    state = await client.until(lambda s: "read_error" in s)
+    assert state["read_error"] == "json is an array, not an object"
+    assert state["current_step"] == 3 and state["loss"] == 0.5
+    _, body = await sidecar.get_json("/api/jobs/job1")
+    assert body["read_error"] == "json is an array, not an object"
+    write_atomic(file, progress(current_step=4))
+    state = await client.until(lambda s: s.get("current_step") == 4)
+    assert "read_error" not in state
+
+
+@pytest.mark.parametrize(
+    ("job_id", "code", "reason"),
+    [
+        ("job%2F..%2Fetc", 4400, "invalid job id"),
+        ("-job", 4400, "invalid job id"),
+        (".hidden", 4400, "invalid job id"),
+        ("a" * 129, 4400, "invalid job id"),
+        ("a%00b", 4400, "invalid job id"),
+        ("j%C3%A9", 4400, "invalid job id"),
+        ("nosuchjob", 4404, "unknown job"),
+    ],
+)
+async def test_refusals_close_after_handshake(
+    jobs_root: Path, start_sidecar: StartSidecar, job_id: str, code: int, reason: str
+) -> None:
+    sidecar = await start_sidecar()
+    client = await sidecar.connect(job_id)
+    message = await client.ws.receive(timeout=5)
+    assert message.type.name == "CLOSE"
+    assert (message.data, message.extra) == (code, reason)
+
+
+async def test_invalid_format_is_refused(jobs_root: Path, start_sidecar: StartSidecar) -> None:
+    write_atomic(jobs_root / "job1" / "progress.json", progress())
+    sidecar = await start_sidecar()
+    client = await sidecar.connect("job1", "format=xml")
+    message = await client.ws.receive(timeout=5)
+    assert (message.data, message.extra) == (4400, "invalid format: use patch or full")
+
+
+async def test_capacity_per_job_and_in_all(jobs_root: Path, start_sidecar: StartSidecar) -> None:
+    for job in ("a", "b"):
+        write_atomic(jobs_root / job / "progress.json", progress(job))
+    sidecar = await start_sidecar(max_clients_per_job=2, max_clients=3)
+    kept = [await sidecar.connect("a"), await sidecar.connect("a")]
+    for client in kept:
+        assert await client.next() is not None
+    third = await sidecar.connect("a")
+    message = await third.ws.receive(timeout=5)
+    assert (message.data, message.extra) == (1013, "too many clients for this job")
+    kept.append(await sidecar.connect("b"))
+    assert await kept[-1].next() is not None
+    fourth = await sidecar.connect("b")
+    message = await fourth.ws.receive(timeout=5)
+    assert (message.data, message.extra) == (1013, "too many clients")
+    # A slot freed is a slot to take.
+    await kept[0].ws.close()
+    hub = sidecar.app[HUB]
+    await wait_for(lambda: hub.client_count == 2, what="the closed client to be released")
+    again = await sidecar.connect("a")
+    assert await again.next() is not None
+
+
+async def test_many_clients_on_one_job_see_the_same_states(
+    jobs_root: Path, start_sidecar: StartSidecar
+) -> None:
+    file = jobs_root / "job1" / "progress.json"
+    write_atomic(file, progress(current_step=0))
+    sidecar = await start_sidecar(max_clients_per_job=50, max_clients_per_address=50)
+    clients = [await sidecar.connect("job1") for _ in range(50)]
+    for step in range(1, 11):
+        write_atomic(file, progress(current_step=step))
+        await asyncio.sleep(0.02)
+    write_atomic(file, {"job_id": "job1", "status": "completed", "final_loss": 0.1})
+    codes = await asyncio.gather(*(c.closed() for c in clients))
+    assert codes == [1000] * 50
+    finals = [c.state for c in clients]
+    assert all(state == finals[0] for state in finals)
+    assert finals[0] is not None and finals[0]["status"] == "completed"
+    await wait_for(lambda: sidecar.app[HUB].client_count == 0, what="all clients released")
+
+
+async def test_pending_job_directory_then_file(
+    jobs_root: Path, start_sidecar: StartSidecar
+) -> None:
+    (jobs_root / "job1").mkdir()
+    sidecar = await start_sidecar()
+    client = await sidecar.connect("job1")
+    snapshot = await client.next()
+    assert snapshot is not None
+    assert snapshot["status"] == "pending"
+    write_atomic(jobs_root / "job1" / "progress.json", progress(current_step=1))
+    await client.until(lambda s: s["status"] == "running" and s["current_step"] == 1)
+
+
+async def test_new_job_appears_and_removed_job_closes_4404(
+    jobs_root: Path, start_sidecar: StartSidecar
+) -> None:
+    sidecar = await start_sidecar()
+    write_atomic(jobs_root / "late" / "progress.json", progress("late"))
+
+    async def listed() -> bool:
+        _, body = await sidecar.get_json("/api/jobs")
+        return [j["job_id"] for j in body["jobs"]] == ["late"]
+
+    await wait_for(listed, what="the new job to be listed")
+    client = await sidecar.connect("late")
+    await client.next()
+    shutil.rmtree(jobs_root / "late")
+    assert await client.closed() == 4404
+    assert client.ws.close_code == 4404
+    status, _ = await sidecar.get_json("/api/jobs/late")
+    assert status == 404
+
+
+async def test_root_created_late(tmp_path: Path, start_sidecar: StartSidecar) -> None:
+    root = tmp_path / "not-yet"
+    sidecar = await start_sidecar(root)
+    _, health = await sidecar.get_json("/healthz")
+    assert (health["root"], health["root_path"], health["root_present"]) == (
+        "missing",
+        str(root),
+        False,
+    )
+    write_atomic(root / "job1" / "progress.json", progress(current_step=7))
+
+    async def has_job() -> bool:
+        status, _ = await sidecar.get_json("/api/jobs/job1")
+        return status == 200
+
+    await wait_for(has_job, what="the job under the late root")
+    client = await sidecar.connect("job1")
+    await client.until(lambda s: s.get("current_step") == 7)
+    write_atomic(root / "job1" / "progress.json", progress(current_step=8))
+    await client.until(lambda s: s.get("current_step") == 8)
+
+
+async def test_root_deleted_and_recreated(jobs_root: Path, start_sidecar: StartSidecar) -> None:
+    write_atomic(jobs_root / "job1" / "progress.json", progress(current_step=1))
+    sidecar = await start_sidecar()
+    client = await sidecar.connect("job1")
+    await client.next()
+    shutil.rmtree(jobs_root)
+    assert await client.closed() == 4404
+
+    async def jobs() -> list[str]:
+        _, body = await sidecar.get_json("/api/jobs")
+        return [j["job_id"] for j in body["jobs"]]
+
+    await wait_for(lambda: _equals(jobs(), []), what="jobs gone with the root")
+    write_atomic(jobs_root / "job2" / "progress.json", progress("job2", current_step=1))
+    await wait_for(lambda: _equals(jobs(), ["job2"]), what="the job under the new root")
+    client = await sidecar.connect("job2")
+    await client.next()
+    write_atomic(jobs_root / "job2" / "progress.json", progress("job2", current_step=2))
+    await client.until(lambda s: s.get("current_step") == 2)
+
+
+async def _equals(value: Any, want: Any) -> bool:
+    return bool(await value == want)
+
+
+async def test_client_that_never_reads_is_dropped_and_hurts_nobody(
+    jobs_root: Path, start_sidecar: StartSidecar
+) -> None:
+    file = jobs_root / "job1" / "progress.json"
+    write_atomic(file, progress(current_step=0))
+    sidecar = await start_sidecar(send_timeout=0.5)
+    hub = sidecar.app[HUB]
+    # A raw client: it completes the handshake, then never reads a byte.
+    writer = await silent_client(sidecar.server.host, sidecar.server.port, "job1")
+    good = await sidecar.connect("job1")
+    await good.next()
+    await wait_for(lambda: hub.client_count == 2, what="both clients subscribed")
+    # Large states fill the socket buffers of the stuck client quickly.
+    step = 0
+    while hub.client_count == 2:
+        step += 1
+        assert step < 2000, "the stuck client was never dropped"
+        write_atomic(file, progress(current_step=step, padding=str(step) * 100_000))
+        await good.until(lambda s, step=step: s.get("current_step") == step, timeout=2)
+    # The good client kept up with every state while the stuck one was being dropped.
+    write_atomic(file, progress(current_step=step + 1))
+    await good.until(lambda s: s.get("current_step") == step + 1)
+    writer.close()
+
+
+async def test_client_of_another_library_gets_snapshot_and_patches(
+    jobs_root: Path, start_sidecar: StartSidecar
+) -> None:
+    """The protocol is plain WebSocket + JSON: the websockets library follows it too."""
+    file = jobs_root / "job1" / "progress.json"
+    write_atomic(file, progress(current_step=0, loss=1.0))
+    sidecar = await start_sidecar()
+    async with websockets.connect(sidecar.ws_url("job1")) as ws:
+        snapshot = json.loads(await ws.recv())
+        assert snapshot["type"] == "snapshot"
+        state = state_of(snapshot)
+        for step in (1, 2, 3):
+            write_atomic(file, progress(current_step=step, loss=1.0 / (step + 1)))
+            while state.get("current_step") != step:
+                message = json.loads(await asyncio.wait_for(ws.recv(), 5))
+                assert message["type"] == "patch"
+                state = apply_merge_patch(state, state_of(message))
+        assert state == expected(
+            "job1", progress(current_step=3, loss=0.25), timestamp=state["timestamp"]
+        )
+        write_atomic(file, {"job_id": "job1", "status": "completed"})
+        final = json.loads(await asyncio.wait_for(ws.recv(), 5))
+        assert final["complete"] is True
+        with pytest.raises(websockets.ConnectionClosedOK):
+            await asyncio.wait_for(ws.recv(), 5)
+        assert ws.close_code == 1000
+
+
+async def test_slow_client_gets_one_patch_to_the_latest(
+    jobs_root: Path, start_sidecar: StartSidecar
+) -> None:
+    """A client that misses states still merges to exactly the current state."""
+    file = jobs_root / "job1" / "progress.json"
+    write_atomic(file, progress(a=1, b={"x": 1, "y": 2}, c=[1]))
+    sidecar = await start_sidecar()
+    client = await sidecar.connect("job1")
+    await client.next()
+    hub = sidecar.app[HUB]
+    base = hub.version("job1")
+    assert base is not None
+    # Three states in a row while the client is not reading.
+    write_atomic(file, progress(a=2, b={"x": 1}, c=[1, 2]))
+    await wait_for(lambda: hub.version("job1").seq > base.seq, what="the first change")  # type: ignore[union-attr]
+    write_atomic(file, progress(a=3, b={"x": 5}, d="new"))
+    await wait_for(lambda: hub.version("job1").body.get("d") == "new", what="the second change")  # type: ignore[union-attr]
+    final = await client.until(lambda s: s.get("d") == "new")
+    assert final == expected(
+        "job1", progress(a=3, b={"x": 5}, d="new"), timestamp=final["timestamp"]
+    )
+
+
+async def test_one_address_cannot_lock_a_job(jobs_root: Path, start_sidecar: StartSidecar) -> None:
+    """Ten idle connections from one address used to keep every other viewer off a job."""
+    write_atomic(jobs_root / "a" / "progress.json", progress("a"))
+    sidecar = await start_sidecar()  # defaults: 10 per job, 5 per address
+    mine = [await sidecar.connect("a") for _ in range(5)]
+    for client in mine:
+        assert await client.next() is not None
+    sixth = await sidecar.connect("a")
+    message = await sixth.ws.receive(timeout=5)
+    assert (message.data, message.extra) == (
+        1013,
+        "too many clients for this job from this address",
+    )
+    # Another address (127.0.0.2 is loopback too) still gets in.
+    connector = aiohttp.TCPConnector(local_addr=("127.0.0.2", 0))
+    async with (
+        aiohttp.ClientSession(connector=connector) as other,
+        other.ws_connect(sidecar.ws_url("a")) as ws,
+    ):
+        assert (await ws.receive_json(timeout=5))["type"] == "snapshot"
