@@ -21,6 +21,14 @@ from yarl import URL
 
 from sidecar.core.codec import JSONObject
 from sidecar.core.patch import apply_merge_patch
+from sidecar.core.protocol import (
+    ENVELOPE_KEYS,
+    FINAL_CLOSE_CODES,
+    LOG,
+    SNAPSHOT,
+    UNAUTHORIZED,
+    CloseCode,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -37,10 +45,6 @@ GIVE_UP_AFTER = 60.0
 CONNECT_TIMEOUT = 10.0
 """The longest one opening handshake may take (less when the give-up time is nearer, 1 s at
 least)."""
-
-CLOSE_INVALID: int = 4400
-CLOSE_UNAUTHORIZED: int = 4401
-CLOSE_UNKNOWN: int = 4404
 
 _SCHEMES = {"http": "http", "https": "https", "ws": "http", "wss": "https"}
 # What may be typed without a scheme: host[:port][/path], the host a name, an IPv4 or [IPv6].
@@ -139,7 +143,7 @@ def _failure(error: BaseException) -> str:
 def _refusal(error: aiohttp.WSServerHandshakeError, url: str) -> StreamError | None:
     """The final error for an answer that is no WebSocket; None when worth retrying (5xx)."""
     if error.status == 401:
-        return StreamError(CLOSE_UNAUTHORIZED, "unauthorized")
+        return StreamError(UNAUTHORIZED.code, UNAUTHORIZED.reason)
     if error.status == 403:
         return StreamError(403, "forbidden: host or origin not allowed")
     if error.status == 404:
@@ -232,15 +236,16 @@ async def follow_job(
                             raise FollowError(f"not a progress-sidecar stream: {e}") from e
                         if not isinstance(data, dict):
                             raise FollowError("not a progress-sidecar stream: not a json object")
-                        kind = data.pop("type", None)
-                        data.pop("seq", None)
-                        if kind == "log":
+                        kind = data.get("type")
+                        for key in ENVELOPE_KEYS:
+                            data.pop(key, None)
+                        if kind == LOG:
                             if on_log is not None:
                                 on_log(data.get("entries", []), bool(data.get("reset")))
                             continue
                         state = (
                             data
-                            if kind == "snapshot" or state is None
+                            if kind == SNAPSHOT or state is None
                             else apply_merge_patch(state, data)
                         )
                         assert isinstance(state, dict)
@@ -256,12 +261,12 @@ async def follow_job(
                 reason = f"http {e.status} {e.message}".strip()
             except (aiohttp.ClientError, OSError, TimeoutError) as e:
                 reason = _failure(e)
-            if code in (CLOSE_INVALID, CLOSE_UNAUTHORIZED) or (
-                code == CLOSE_UNKNOWN and (seen_any or not wait_for_job)
+            if code in FINAL_CLOSE_CODES or (
+                code == CloseCode.NOT_FOUND and (seen_any or not wait_for_job)
             ):
                 raise StreamError(code, reason)
             now = loop.time()
-            if streamed or code == CLOSE_UNKNOWN:
+            if streamed or code == CloseCode.NOT_FOUND:
                 contact = now  # the sidecar answered: count from here
             failures += 1
             delay = random.uniform(min_backoff, min(max_backoff, min_backoff * 2**failures))

@@ -12,8 +12,6 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, TextIO
 
 from sidecar.clients.follow import (
-    CLOSE_UNAUTHORIZED,
-    CLOSE_UNKNOWN,
     FollowError,
     InvalidURL,
     StreamError,
@@ -22,6 +20,7 @@ from sidecar.clients.follow import (
 )
 from sidecar.core.argtypes import positive_float
 from sidecar.core.environment import env_token
+from sidecar.core.protocol import CloseCode
 
 BAR_WIDTH = 24
 DEFAULT_URL = "http://127.0.0.1:8765"
@@ -98,9 +97,9 @@ def outcome(state: dict[str, Any]) -> tuple[str, int]:
 def _problem(error: FollowError, job_id: str, url: str, *, followed: bool, token: bool) -> str:
     """The one line that says why a job could not be followed (or no longer can)."""
     if isinstance(error, StreamError):
-        if error.code == CLOSE_UNKNOWN and not followed:
+        if error.code == CloseCode.NOT_FOUND and not followed:
             return f"{job_id}: no such job on {url}"
-        if error.code == CLOSE_UNAUTHORIZED:
+        if error.code == CloseCode.UNAUTHORIZED:
             why = (
                 "the token was refused"
                 if token
@@ -160,7 +159,7 @@ async def tail(
 
     def retrying(code: int | None, reason: str) -> None:
         nonlocal waiting
-        if code == CLOSE_UNKNOWN and not waiting:
+        if code == CloseCode.NOT_FOUND and not waiting:
             waiting = True
             say(f"waiting for job {job_id} to appear on {base}")
 

@@ -1,29 +1,46 @@
 """The job hub: current state per job, versioned, and the subscriptions that follow it.
 
-Sources (the file watcher today, perhaps a message bus tomorrow) call ``put`` and ``remove``;
-connections ``subscribe`` and read ``Subscription.version`` whenever ``wait`` returns. Each
-version is diffed and serialised once, and the same bytes serve every client that is up to
-date: written at once to those whose connection is idle (``Subscription.direct``, as the
-websockets library's ``broadcast`` does), through their own sender otherwise. Backpressure
-policy: a subscription holds no queue, only a wake-up flag, so a slow client skips
-intermediate states and gets one patch from what it last saw to the latest.
+Sources hand it events (``apply``: a job seen, a job gone, history lines) and never read it
+back; it derives each job's state from them, stall included (``sweep`` re-applies the stall
+rule as time passes). Connections ``subscribe`` and read ``Subscription.version`` whenever
+``wait`` returns. Each version is diffed and serialised once, and the same bytes serve every
+client that is up to date: written at once to those whose connection is idle
+(``Subscription.direct``, as the websockets library's ``broadcast`` does), through their own
+sender otherwise. Backpressure policy: a subscription holds no queue, only a wake-up flag, so a
+slow client skips intermediate states and gets one patch from what it last saw to the latest.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import itertools
 import time
 from collections.abc import Callable, Iterator
 
-from sidecar.core.codec import JSONObject, encode, encode_with_list
+from sidecar.core import protocol
+from sidecar.core.codec import drop_nulls
+from sidecar.core.events import Event, HistoryInterest, HistoryLines, JobGone, JobSeen
 from sidecar.core.history_log import DEFAULT_MAX_ENTRIES, HistoryLog
-from sidecar.core.patch import json_equal, merge_patch
-from sidecar.core.state import JobState
+from sidecar.core.patch import json_equal
+from sidecar.core.state import PROCESS_EXITED, JobState, with_stall
+from sidecar.core.subscription import Channel, JobsWatch, Subscription
+from sidecar.core.version import DirectSend, Version
 
-DirectSend = Callable[["Version", "Version"], bool]
-"""``direct(new, previous)`` writes the patch from ``previous`` to ``new`` now; False if it cannot."""
+__all__ = [
+    "DirectSend",
+    "JobHub",
+    "JobsWatch",
+    "ProcessCheck",
+    "Subscription",
+    "TooManyClients",
+    "UnknownJob",
+    "Version",
+]
+
+ProcessCheck = Callable[[JobState], "bool | None"]
+"""Whether the trainer process a job's document names still runs; None when unknowable."""
 
 
 class UnknownJob(LookupError):
@@ -32,148 +49,6 @@ class UnknownJob(LookupError):
 
 class TooManyClients(RuntimeError):
     """A client limit is reached; the message says which."""
-
-
-class Version:
-    """One state of a job as sent to clients, numbered by ``seq``."""
-
-    __slots__ = (
-        "_patch",
-        "_previous_body",
-        "_previous_seq",
-        "_snapshot",
-        "body",
-        "complete",
-        "created",
-        "index",
-        "seq",
-    )
-
-    def __init__(self, seq: int, body: JSONObject, previous: Version | None) -> None:
-        self.seq = seq
-        self.body = body
-        # The how-manieth state of its job: a jump in ``index`` counts the states skipped.
-        self.index: int = previous.index + 1 if previous is not None else 0
-        self.created = time.monotonic()
-        self.complete = body.get("complete") is True
-        self._previous_body = previous.body if previous is not None else None
-        self._previous_seq = previous.seq if previous is not None else None
-        self._snapshot: bytes | None = None
-        self._patch: bytes | None = None
-
-    def snapshot_frame(self) -> bytes:
-        """The whole state as a ``snapshot`` message."""
-        if self._snapshot is None:
-            self._snapshot = encode(self._envelope("snapshot", self.body))
-        return self._snapshot
-
-    def patch_frame(self, since: Version) -> bytes:
-        """A ``patch`` message that turns the state of ``since`` into this one."""
-        if since.seq == self._previous_seq:
-            if self._patch is None:
-                assert self._previous_body is not None
-                self._patch = encode(
-                    self._envelope("patch", merge_patch(self._previous_body, self.body))
-                )
-                self._previous_body = None  # the cached frame is all that is needed from now on
-            return self._patch
-        # A client that skipped states: its own patch, built once for it.
-        return encode(self._envelope("patch", merge_patch(since.body, self.body)))
-
-    def log_frame(self, entries: list[bytes], *, reset: bool = False) -> bytes:
-        """A ``log`` message carrying history entries (already encoded), at this version."""
-        return encode_with_list(
-            self._envelope("log", {"reset": True} if reset else {}), "entries", entries
-        )
-
-    def _envelope(self, kind: str, fields: JSONObject) -> JSONObject:
-        message: JSONObject = {
-            "type": kind,
-            "job_id": self.body["job_id"],
-            "seq": self.seq,
-            "timestamp": self.body["timestamp"],
-        }
-        message.update(fields)
-        return message
-
-
-class Subscription:
-    """One client's view of one job."""
-
-    __slots__ = ("_channel", "_wake", "address", "busy", "direct", "full", "history", "sent")
-
-    def __init__(
-        self, channel: _Channel, *, full: bool, history: bool, address: str | None = None
-    ) -> None:
-        self._channel = channel
-        self.address = address
-        """Where the client connects from (None: not known); counted per job."""
-        self._wake = asyncio.Event()
-        self._wake.set()
-        self.full = full
-        self.history = history
-        self.sent: Version | None = None
-        """The last version this client was sent."""
-        self.busy = False
-        """The client's own sender is in the middle of a send."""
-        self.direct: DirectSend | None = None
-        """Sends a patch at once, without waiting, if the connection can take it now."""
-
-    @property
-    def job_id(self) -> str:
-        return self._channel.job_id
-
-    @property
-    def version(self) -> Version | None:
-        """The job's latest version; None once the job is removed."""
-        return None if self._channel.removed else self._channel.version
-
-    @property
-    def history_log(self) -> HistoryLog | None:
-        """The job's history, once a source has loaded it."""
-        return self._channel.history
-
-    async def wait(self) -> None:
-        """Return once there may be a newer version (or the job is gone) than at the last call."""
-        await self._wake.wait()
-        self._wake.clear()
-
-    def wake(self) -> None:
-        """Make ``wait`` return, as a new version does."""
-        self._wake.set()
-
-
-class JobsWatch:
-    """One client of the jobs list: which jobs changed since it last looked."""
-
-    __slots__ = ("address", "changed", "hub", "wake")
-
-    def __init__(self, hub: JobHub, address: str | None = None) -> None:
-        self.hub = hub
-        self.address = address
-        self.changed: set[str] = set(hub._channels)
-        self.wake = asyncio.Event()
-        self.wake.set()
-
-    async def take(self) -> set[str]:
-        """Wait for changes, then return the ids of the jobs that changed (or went)."""
-        await self.wake.wait()
-        self.wake.clear()
-        changed, self.changed = self.changed, set()
-        return changed
-
-
-class _Channel:
-    __slots__ = ("addresses", "history", "job_id", "removed", "state", "subscribers", "version")
-
-    def __init__(self, job_id: str, state: JobState, version: Version) -> None:
-        self.job_id = job_id
-        self.state = state
-        self.version = version
-        self.subscribers: set[Subscription] = set()
-        self.addresses: collections.Counter[str | None] = collections.Counter()
-        self.removed = False
-        self.history: HistoryLog | None = None
 
 
 class JobHub:
@@ -185,6 +60,8 @@ class JobHub:
         max_clients_per_address: subscriptions allowed on one job from one address, so that
             one client cannot take a job's whole quota.
         max_history: history entries kept per job (the oldest go first).
+        stall_after: seconds without a change after which a running job is stalled.
+        clock: POSIX time, for the stall rule.
     """
 
     def __init__(
@@ -194,22 +71,24 @@ class JobHub:
         max_clients_per_job: int = 10,
         max_clients_per_address: int = 5,
         max_history: int = DEFAULT_MAX_ENTRIES,
+        stall_after: float = 60.0,
+        clock: Callable[[], float] = time.time,
     ) -> None:
-        self._channels: dict[str, _Channel] = {}
+        self._channels: dict[str, Channel] = {}
         self._seq = itertools.count(1)
         self._clients = 0
         self._jobs_watches: set[JobsWatch] = set()
         self._watch_addresses: collections.Counter[str] = collections.Counter()
+        self._loaded: dict[str, asyncio.Event] = {}
         self.max_clients = max_clients
         self.max_clients_per_job = max_clients_per_job
         self.max_clients_per_address = max_clients_per_address
         self.max_history = max_history
-        self.history_source: Callable[[str], asyncio.Future[None] | None] | None = None
-        """Called with a job id the first time someone asks for that job's history, so that a
-        source can load it lazily (with ``extend_history``); histories nobody asks for cost
-        nothing. A source that loads a long history a slice at a time returns a future that is
-        done once it is loaded."""
-        self._history_loads: dict[str, asyncio.Future[None]] = {}
+        self.stall_after = stall_after
+        self._clock = clock
+        self.history_interest = HistoryInterest()
+        """Where sources learn whose history someone wants (histories nobody asks for cost
+        nothing); they answer with ``HistoryLines`` events."""
 
     def __len__(self) -> int:
         return len(self._channels)
@@ -232,6 +111,58 @@ class JobHub:
     def states(self) -> Iterator[JobState]:
         return (channel.state for channel in self._channels.values())
 
+    def apply(self, event: Event) -> None:
+        """Take one event from a source: the one way sources change the hub."""
+        if isinstance(event, JobSeen):
+            self.put(self._state_of(event), arrived=event.arrived)
+        elif isinstance(event, JobGone):
+            self.remove(event.job_id)
+        else:
+            self._extend_history(event)
+
+    def _state_of(self, event: JobSeen) -> JobState:
+        state = JobState(
+            event.job_id,
+            drop_nulls(event.document),
+            event.modified_at,
+            has_file=event.has_file,
+            read_error=event.read_error,
+        )
+        previous = self.get(event.job_id)
+        # The stall clock found the trainer gone; a read that brings no new write changes that
+        # not, until the next sweep looks again.
+        exited = (
+            previous is not None
+            and previous.stall_reason == PROCESS_EXITED
+            and previous.modified_at == state.modified_at
+        )
+        return with_stall(
+            state,
+            now=self._clock(),
+            stall_after=self.stall_after,
+            process_alive=False if exited else None,
+        )
+
+    def sweep(self, *, process_alive: ProcessCheck | None = None) -> int:
+        """Apply the stall rule to every job now; returns how many changed.
+
+        Args:
+            process_alive: checks whether a job's trainer process still runs (for the jobs
+                with a file that are not complete); None checks none.
+        """
+        now = self._clock()
+        changed = []
+        for state in self.states():
+            alive = None
+            if process_alive is not None and state.has_file and not state.complete:
+                alive = process_alive(state)
+            new = with_stall(state, now=now, stall_after=self.stall_after, process_alive=alive)
+            if new is not state:
+                changed.append(new)
+        for state in changed:
+            self.put(state)
+        return len(changed)
+
     def put(self, state: JobState, *, arrived: float | None = None) -> None:
         """Make ``state`` the job's current state; clients are told if what they see changed.
 
@@ -242,7 +173,7 @@ class JobHub:
         channel = self._channels.get(state.job_id)
         body = state.body()
         if channel is None:
-            self._channels[state.job_id] = _Channel(
+            self._channels[state.job_id] = Channel(
                 state.job_id, state, Version(next(self._seq), body, None)
             )
             self._touch(state.job_id)
@@ -272,6 +203,8 @@ class JobHub:
     def remove(self, job_id: str) -> None:
         """Forget a job; its subscriptions see ``version`` None."""
         channel = self._channels.pop(job_id, None)
+        self.history_interest.forget(job_id)
+        self._loaded.pop(job_id, None)
         if channel is None:
             return
         channel.removed = True
@@ -287,10 +220,10 @@ class JobHub:
             TooManyClients: a client limit is reached.
         """
         if self._clients >= self.max_clients:
-            raise TooManyClients("too many clients")
+            raise TooManyClients(protocol.TOO_MANY_CLIENTS.reason)
         if address is not None and self._watch_addresses[address] >= self.max_clients_per_address:
-            raise TooManyClients("too many clients of the jobs list from this address")
-        watch = JobsWatch(self, address)
+            raise TooManyClients(protocol.TOO_MANY_JOBS_LIST_CLIENTS_FROM_ADDRESS.reason)
+        watch = JobsWatch(self._channels, address)
         self._jobs_watches.add(watch)
         self._clients += 1
         if address is not None:
@@ -312,42 +245,38 @@ class JobHub:
             watch.wake.set()
 
     def history(self, job_id: str) -> HistoryLog | None:
-        """A job's history, loaded from its source at the first call; None for an unknown job."""
+        """A job's history as far as its source has sent it (asking for it, the first time);
+        None for an unknown job or one whose source has sent none yet."""
         channel = self._channels.get(job_id)
         if channel is None:
             return None
-        if channel.history is None and self.history_source is not None:
-            loading = self.history_source(job_id)
-            if loading is not None and not loading.done():
-                self._history_loads[job_id] = loading
-                loading.add_done_callback(lambda done: self._loaded(job_id, done))
+        if channel.history is None:
+            self._loaded.setdefault(job_id, asyncio.Event())
+            self.history_interest.want(job_id)
         return channel.history
 
-    def _loaded(self, job_id: str, loading: asyncio.Future[None]) -> None:
-        if self._history_loads.get(job_id) is loading:
-            del self._history_loads[job_id]
-
     async def loaded_history(self, job_id: str, *, timeout: float) -> HistoryLog | None:
-        """A job's history once its source has loaded it, or after ``timeout`` seconds as far as
-        it is loaded then; None for an unknown job."""
-        log = self.history(job_id)
-        loading = self._history_loads.get(job_id)
-        if loading is None:
-            return log
-        await asyncio.wait([loading], timeout=timeout)
+        """A job's history once its source has read all the file held, or after ``timeout``
+        seconds as far as it got; None for an unknown job."""
+        self.history(job_id)
+        loaded = self._loaded.get(job_id)
+        if loaded is not None and not loaded.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(loaded.wait(), timeout)
         return self.history(job_id)
 
-    def extend_history(self, job_id: str, entries: list[bytes], *, reset: bool = False) -> None:
-        """Append entries to a job's history (or replace it, with ``reset``); readers are told."""
-        channel = self._channels.get(job_id)
+    def _extend_history(self, event: HistoryLines) -> None:
+        channel = self._channels.get(event.job_id)
         if channel is None:
             return
+        if event.loaded:
+            self._loaded.setdefault(event.job_id, asyncio.Event()).set()
         if channel.history is None:
             channel.history = HistoryLog(max_entries=self.max_history)
-        if reset:
-            channel.history.reset(entries)
-        elif entries:
-            channel.history.extend(entries)
+        if event.reset:
+            channel.history.reset(list(event.entries))
+        elif event.entries:
+            channel.history.extend(list(event.entries))
         else:
             return
         for subscription in channel.subscribers:
@@ -372,13 +301,13 @@ class JobHub:
         if channel is None:
             raise UnknownJob(job_id)
         if self._clients >= self.max_clients:
-            raise TooManyClients("too many clients")
+            raise TooManyClients(protocol.TOO_MANY_CLIENTS.reason)
         if len(channel.subscribers) >= self.max_clients_per_job:
-            raise TooManyClients("too many clients for this job")
+            raise TooManyClients(protocol.TOO_MANY_CLIENTS_FOR_JOB.reason)
         if address is not None and channel.addresses[address] >= self.max_clients_per_address:
-            raise TooManyClients("too many clients for this job from this address")
+            raise TooManyClients(protocol.TOO_MANY_CLIENTS_FROM_ADDRESS.reason)
         if history:
-            self.history(job_id)  # loads it, so that the first log message holds it all
+            self.history(job_id)  # asks for it: its first slice comes before the first message
         subscription = Subscription(channel, full=full, history=history, address=address)
         channel.subscribers.add(subscription)
         if address is not None:

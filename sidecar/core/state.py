@@ -7,9 +7,8 @@ from dataclasses import dataclass
 
 from sidecar.core.codec import JSONObject, drop_nulls
 from sidecar.core.contract import is_terminal, isoformat_utc
+from sidecar.core.protocol import ENVELOPE_KEYS
 
-ENVELOPE_KEYS = ("type", "seq")
-"""Keys every message carries for the protocol; the same keys in a progress file are dropped."""
 DERIVED_KEYS = ("complete", "stalled", "stall_reason", "read_error")
 """Keys the sidecar sets; the same keys in a progress file are dropped."""
 

@@ -23,6 +23,7 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.typedefs import Middleware
 
+from sidecar.core.protocol import UNAUTHORIZED
 from sidecar.server.logs import redact_query
 from sidecar.server.rest import json_error
 
@@ -30,8 +31,6 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 BEARER: Final = "bearer"
 """The WebSocket subprotocol that carries a token for browsers: ``["bearer", token]``."""
-
-CLOSE_UNAUTHORIZED: Final = 4401
 
 LOOPBACK_NAMES: Final = frozenset({"localhost", "127.0.0.1", "::1"})
 
@@ -202,7 +201,7 @@ def access_control(
         elif request.match_info.handler in socket_handlers:
             return await _refuse_socket(request)
         else:
-            response = json_error(401, "unauthorized")
+            response = json_error(401, UNAUTHORIZED.reason)
             response.headers["WWW-Authenticate"] = 'Bearer realm="progress-sidecar"'
         if cross and origin is not None and not response.prepared:
             response.headers["Access-Control-Allow-Origin"] = origin
@@ -216,11 +215,11 @@ async def _refuse_socket(request: web.Request) -> web.StreamResponse:
     """Close a WebSocket that lacks the token with 4401 (a 401 if it is no WebSocket request)."""
     ws = web.WebSocketResponse(protocols=(BEARER,), timeout=2.0)
     if not ws.can_prepare(request).ok:
-        response = json_error(401, "unauthorized")
+        response = json_error(401, UNAUTHORIZED.reason)
         response.headers["WWW-Authenticate"] = 'Bearer realm="progress-sidecar"'
         return response
     await ws.prepare(request)
-    await ws.close(code=CLOSE_UNAUTHORIZED, message=b"unauthorized")
+    await ws.close(code=UNAUTHORIZED.code, message=UNAUTHORIZED.message)
     return ws
 
 

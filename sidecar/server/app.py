@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections.abc import AsyncIterator
 
 from aiohttp import web
@@ -11,7 +12,7 @@ from aiohttp import web
 from sidecar.core.hub import JobHub
 from sidecar.files.layout import JobLayout
 from sidecar.files.watcher import FileWatcher
-from sidecar.server import dashboard, jobs_stream, rest, ws
+from sidecar.server import dashboard, jobs_stream, rest, sockets, training_stream
 from sidecar.server.access import AccessPolicy, access_control
 from sidecar.server.keys import HUB, METRICS, SETTINGS, SOCKETS, WATCHER
 from sidecar.server.metrics import Metrics
@@ -31,6 +32,7 @@ def create_app(settings: Settings) -> web.Application:
         max_clients_per_job=settings.max_clients_per_job,
         max_clients_per_address=settings.max_clients_per_address,
         max_history=settings.max_history,
+        stall_after=settings.stall_after,
     )
     policy = AccessPolicy.of(
         token=settings.token,
@@ -40,26 +42,29 @@ def create_app(settings: Settings) -> web.Application:
     )
     access = access_control(
         policy,
-        websockets=(ws.training_socket, jobs_stream.jobs_socket),
+        websockets=(training_stream.training_socket, jobs_stream.jobs_socket),
         public=(dashboard.static_file,),
     )
     app = web.Application(middlewares=[rest.json_errors, access])
     app[SETTINGS] = settings
     app[HUB] = hub
     app[SOCKETS] = set()
+    # The one seam between a source and the hub: events go in through hub.apply, and only
+    # the wish for a job's history (hub.history_interest) goes the other way.
     app[WATCHER] = FileWatcher(
         layout,
-        hub,
+        hub.apply,
+        origin=socket.gethostname(),
+        interest=hub.history_interest,
         poll=settings.poll,
         poll_interval=settings.poll_interval,
         rescan_interval=settings.rescan_interval,
-        stall_after=settings.stall_after,
         max_file_bytes=settings.max_file_bytes,
+        max_history=settings.max_history,
         watch_step_ms=settings.watch_step_ms,
     )
     app[METRICS] = Metrics(hub, app[WATCHER].stats)
-    hub.history_source = app[WATCHER].load_history
-    app.router.add_get("/ws/training/{job_id}", ws.training_socket)
+    app.router.add_get("/ws/training/{job_id}", training_stream.training_socket)
     app.router.add_get("/ws/jobs", jobs_stream.jobs_socket)
     dashboard.add_routes(app)
     app.add_routes(rest.routes)
@@ -92,4 +97,4 @@ def _log_crash(task: asyncio.Task[None]) -> None:
 
 
 async def _close_sockets(app: web.Application) -> None:
-    await ws.close_all(app[SOCKETS], timeout=SHUTDOWN_CLOSE_TIMEOUT)
+    await sockets.close_all(app[SOCKETS], timeout=SHUTDOWN_CLOSE_TIMEOUT)

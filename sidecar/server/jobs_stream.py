@@ -3,21 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from typing import Final
 
-from aiohttp import WSCloseCode, WSMsgType, web
+from aiohttp import web
 
 from sidecar.core.codec import JSONObject, drop_nulls, encode
 from sidecar.core.contract import isoformat_utc
-from sidecar.core.hub import JobHub, TooManyClients
+from sidecar.core.hub import JobHub
 from sidecar.core.patch import merge_patch
+from sidecar.core.protocol import PATCH, SNAPSHOT, MessageType, jobs_list_message
+from sidecar.core.subscription import JobsWatch
 from sidecar.server.access import client_address
-from sidecar.server.keys import HUB, METRICS, SETTINGS, SOCKETS
-from sidecar.server.ws import open_socket, read_until_closed, release
-
-logger = logging.getLogger(__name__)
+from sidecar.server.keys import HUB, METRICS
+from sidecar.server.sockets import ClientSocket, admit, open_socket, serving
 
 # At most this many list messages a second per client: a list of a thousand busy jobs would
 # otherwise send one message per file write.
@@ -34,52 +33,45 @@ def _summaries(hub: JobHub, job_ids: set[str]) -> dict[str, JSONObject | None]:
 
 async def jobs_socket(request: web.Request) -> web.WebSocketResponse:
     """Stream the jobs list: a ``snapshot`` of every summary, then ``patch`` messages."""
-    settings, hub = request.app[SETTINGS], request.app[HUB]
+    hub = request.app[HUB]
     ws = await open_socket(request)
-    try:
-        watch = hub.watch_jobs(address=client_address(request))
-    except TooManyClients as e:
-        await ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=str(e).encode())
+    address = client_address(request)
+    watch = await admit(ws, lambda: hub.watch_jobs(address=address))
+    if watch is None:
         return ws
-    request.app[SOCKETS].add(ws)
-    reader = asyncio.create_task(read_until_closed(ws, watch.wake.set))
-    metrics = request.app[METRICS]
+    async with serving(
+        request, ws, peer="jobs list", on_end=watch.wake.set, leave=lambda: hub.unwatch_jobs(watch)
+    ) as client:
+        await _send_changes(client, hub, watch)
+    return ws
+
+
+async def _send_changes(client: ClientSocket, hub: JobHub, watch: JobsWatch) -> None:
+    """Send the summaries that changed, at most every ``MIN_INTERVAL``, until the end."""
+    metrics = client.request.app[METRICS]
     sent: dict[str, JSONObject] = {}
     seq = 0
-    try:
-        while True:
-            changed = await watch.take()
-            if reader.done():
-                return ws
-            patch: JSONObject = {}
-            for job_id, summary in _summaries(hub, changed).items():
-                before = sent.get(job_id)
-                if summary is None:
-                    if before is not None:
-                        patch[job_id] = None
-                        del sent[job_id]
-                elif before is None or (diff := merge_patch(before, summary)):
-                    patch[job_id] = summary if before is None else diff
-                    sent[job_id] = summary
-            if patch or seq == 0:
-                seq += 1
-                kind = "snapshot" if seq == 1 else "patch"
-                message = {
-                    "type": kind,
-                    "seq": seq,
-                    "timestamp": isoformat_utc(time.time()),
-                    "jobs": patch,
-                }
-                try:
-                    async with asyncio.timeout(settings.send_timeout):
-                        await ws.send_frame(encode(message), WSMsgType.TEXT)
-                except (TimeoutError, ConnectionError):
-                    return ws
-                metrics.send.messages[f"jobs_{kind}"] += 1
-            await asyncio.sleep(MIN_INTERVAL)
-    finally:
-        hub.unwatch_jobs(watch)
-        request.app[SOCKETS].discard(ws)
-        reader.cancel()
-        release(ws)
-        await asyncio.wait([reader])
+    while True:
+        changed = await watch.take()
+        if client.gone:
+            return
+        patch: JSONObject = {}
+        for job_id, summary in _summaries(hub, changed).items():
+            before = sent.get(job_id)
+            if summary is None:
+                if before is not None:
+                    patch[job_id] = None
+                    del sent[job_id]
+            elif before is None or (diff := merge_patch(before, summary)):
+                patch[job_id] = summary if before is None else diff
+                sent[job_id] = summary
+        if patch or seq == 0:
+            seq += 1
+            kind: MessageType = SNAPSHOT if seq == 1 else PATCH
+            message = jobs_list_message(
+                kind, seq=seq, timestamp=isoformat_utc(time.time()), jobs=patch
+            )
+            if not await client.send(encode(message)):
+                return
+            metrics.send.messages[f"jobs_{kind}"] += 1
+        await asyncio.sleep(MIN_INTERVAL)

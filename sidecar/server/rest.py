@@ -8,6 +8,7 @@ from aiohttp import web
 
 from sidecar.core.codec import encode_with_list
 from sidecar.core.contract import is_valid_job_id
+from sidecar.core.protocol import INVALID_JOB_ID, UNKNOWN_JOB
 from sidecar.server.keys import HUB, METRICS, SETTINGS, WATCHER
 from sidecar.server.metrics import CONTENT_TYPE
 
@@ -35,10 +36,10 @@ async def get_job(request: web.Request) -> web.Response:
     """One job's whole state: the body of a snapshot message."""
     job_id = request.match_info["job_id"]
     if not is_valid_job_id(job_id):
-        return json_error(400, "invalid job id")
+        return json_error(400, INVALID_JOB_ID.reason)
     version = request.app[HUB].version(job_id)
     if version is None:
-        return json_error(404, "unknown job")
+        return json_error(404, UNKNOWN_JOB.reason)
     return web.Response(body=version.snapshot_frame(), content_type="application/json")
 
 
@@ -47,10 +48,10 @@ async def get_history(request: web.Request) -> web.Response:
     """Every history entry (metrics.jsonl) of one job kept so far."""
     job_id = request.match_info["job_id"]
     if not is_valid_job_id(job_id):
-        return json_error(400, "invalid job id")
+        return json_error(400, INVALID_JOB_ID.reason)
     hub = request.app[HUB]
     if job_id not in hub:
-        return json_error(404, "unknown job")
+        return json_error(404, UNKNOWN_JOB.reason)
     log = await hub.loaded_history(job_id, timeout=HISTORY_LOAD_TIMEOUT)
     entries = list(log.entries) if log is not None else []
     body = encode_with_list({"job_id": job_id}, "entries", entries)

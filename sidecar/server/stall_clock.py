@@ -6,11 +6,9 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-import time
-from collections.abc import Callable
 
 from sidecar.core.hub import JobHub
-from sidecar.core.state import JobState, with_stall
+from sidecar.core.state import JobState
 
 
 def tick_interval(stall_after: float) -> float:
@@ -45,35 +43,12 @@ def process_alive(state: JobState, *, hostname: str) -> bool | None:
     return pid_alive(process[0])
 
 
-def sweep(hub: JobHub, *, now: float, stall_after: float, hostname: str | None = None) -> int:
-    """Apply the stall rule to every job once; returns how many changed.
-
-    Args:
-        hub: the jobs.
-        now: POSIX time.
-        stall_after: the stall timeout, in seconds.
-        hostname: this machine's name, to check the trainer processes that run here; None
-            checks none.
-    """
-    changed = []
-    for state in hub.states():
-        alive = None
-        if hostname is not None and state.has_file and not state.complete:
-            alive = process_alive(state, hostname=hostname)
-        new = with_stall(state, now=now, stall_after=stall_after, process_alive=alive)
-        if new is not state:
-            changed.append(new)
-    for state in changed:
-        hub.put(state)
-    return len(changed)
-
-
-async def run_stall_clock(
-    hub: JobHub, *, stall_after: float, clock: Callable[[], float] = time.time
-) -> None:
-    """Sweep forever, until cancelled."""
+async def run_stall_clock(hub: JobHub, *, stall_after: float) -> None:
+    """Sweep forever, until cancelled: the hub applies the stall rule (in the core), this
+    clock supplies the time and what only this machine can know, whether a trainer process
+    that runs here still does."""
     interval = tick_interval(stall_after)
     hostname = socket.gethostname()
     while True:
         await asyncio.sleep(interval)
-        sweep(hub, now=clock(), stall_after=stall_after, hostname=hostname)
+        hub.sweep(process_alive=lambda state: process_alive(state, hostname=hostname))

@@ -17,6 +17,20 @@
 (function (root) {
   "use strict";
 
+  // The protocol's names, as sidecar/core/protocol.py has them (a test holds the two together).
+  const MESSAGE = { SNAPSHOT: "snapshot", PATCH: "patch", LOG: "log" };
+  const CLOSE = {
+    NORMAL: 1000,
+    GOING_AWAY: 1001,
+    UNSUPPORTED_DATA: 1003,
+    TRY_AGAIN_LATER: 1013,
+    INVALID_REQUEST: 4400,
+    UNAUTHORIZED: 4401,
+    NOT_FOUND: 4404,
+  };
+  // After these, asking again cannot help: the client stops.
+  const FINAL_CLOSES = [CLOSE.INVALID_REQUEST, CLOSE.UNAUTHORIZED];
+
   function mergePatch(target, patch) {
     if (patch === null || typeof patch !== "object" || Array.isArray(patch)) return patch;
     const isObject = target !== null && typeof target === "object" && !Array.isArray(target);
@@ -115,7 +129,7 @@
       };
       ws.onmessage = (event) => {
         const message = JSON.parse(event.data);
-        if (message.type === "log") {
+        if (message.type === MESSAGE.LOG) {
           if (this.options.onLog) this.options.onLog(message.entries, Boolean(message.reset));
           return;
         }
@@ -123,14 +137,14 @@
         this.polling = false;
         if (this.mode !== "live") this._status("live");
         const fields = withoutEnvelope(message);
-        this.state = message.type === "patch" && this.state ? mergePatch(this.state, fields) : fields;
+        this.state = message.type === MESSAGE.PATCH && this.state ? mergePatch(this.state, fields) : fields;
         this._emit();
       };
       ws.onclose = (event) => {
         this.ws = null;
         if (this.stopped) return;
         if (this.state && this.state.complete) return this._complete();
-        if (event.code === 4401 || event.code === 4400) {
+        if (FINAL_CLOSES.includes(event.code)) {
           this.stopped = true;
           this._status(`error: ${event.reason || event.code}`);
           return;

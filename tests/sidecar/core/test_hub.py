@@ -5,6 +5,7 @@ from typing import Any
 
 import pytest
 
+from sidecar.core.events import HistoryLines, JobGone, JobSeen
 from sidecar.core.hub import JobHub, TooManyClients, UnknownJob, Version
 from sidecar.core.patch import apply_merge_patch
 from sidecar.core.state import JobState, with_document
@@ -145,3 +146,37 @@ def test_one_address_cannot_take_a_whole_job() -> None:
     with pytest.raises(TooManyClients, match=r"for this job$"):
         hub.subscribe("a", address="10.0.0.3")  # the job's own limit still holds
     assert len(others) == 2
+
+
+def test_hub_driven_by_a_plain_list_of_events() -> None:
+    """A fake source: events alone, no files and no loop of the hub's own."""
+    now = [1000.0]
+    hub = JobHub(stall_after=30, clock=lambda: now[0])
+    wanted: list[str] = []
+    hub.history_interest.listen(wanted.append)
+    events = [
+        JobSeen("node-a", "a", {"status": "pending"}, 990.0, has_file=False),
+        JobSeen("node-a", "a", {"status": "running", "step": 1, "loss": None}, 995.0),
+        JobSeen("node-a", "b", {"status": "running", "step": 7}, 995.0),
+        JobSeen("node-a", "a", {"status": "running", "step": 2}, 999.0),
+        JobSeen("node-a", "a", {"status": "running", "step": 2}, 999.0, read_error="empty file"),
+        JobGone("node-a", "b"),
+    ]
+    for event in events:
+        hub.apply(event)
+    assert "b" not in hub and len(hub) == 1
+    version = hub.version("a")
+    assert version is not None
+    assert version.body["step"] == 2 and version.body["read_error"] == "empty file"
+    assert "loss" not in version.body  # nulls dropped: a merge patch cannot carry them
+    assert version.index == 3  # pending, step 1, step 2, the error: one version each
+    sub = hub.subscribe("a", history=True)
+    assert wanted == ["a"]  # the hub asks; the history comes back as events
+    hub.apply(HistoryLines("node-a", "a", (b'{"step":1}', b'{"step":2}'), reset=True))
+    log = sub.history_log
+    assert log is not None and list(log.entries) == [b'{"step":1}', b'{"step":2}']
+    # Stall is derived in the hub, from when the job last changed.
+    now[0] = 999.0 + 30
+    assert hub.sweep() == 1
+    state = hub.get("a")
+    assert state is not None and state.stall_reason == "no update for 30 s"

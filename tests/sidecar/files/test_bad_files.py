@@ -112,11 +112,11 @@ async def _check_bytes(root: Path, data: bytes) -> None:
     file = root / "j" / "progress.json"
     write_atomic(file, GOOD)
     hub = JobHub()
-    watcher = FileWatcher(JobLayout(root, "{job_id}/progress.json"), hub)
+    watcher = FileWatcher(JobLayout(root, "{job_id}/progress.json"), hub.apply, origin="here")
     watcher.refresh("j")
     file.write_bytes(data)
     watcher.refresh("j")
-    await wait_for(lambda: not watcher._retries, what="the re-reads to end")
+    await wait_for(lambda: not watcher.jobs.retries, what="the re-reads to end")
     state = hub.get("j")
     version = hub.version("j")
     assert state is not None and version is not None

@@ -51,7 +51,8 @@ async def test_a_network_root_is_polled_and_said_so(
     hub = JobHub()
     watcher = FileWatcher(
         JobLayout(tmp_path, "{job_id}/progress.json"),
-        hub,
+        hub.apply,
+        origin="here",
         poll_interval=0.02,
         detect_filesystem=lambda _: "nfs",
     )

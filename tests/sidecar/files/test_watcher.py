@@ -50,7 +50,7 @@ async def test_reconcile_catches_a_change_no_event_reported(tmp_path: Path) -> N
     file = tmp_path / "j" / "progress.json"
     write_atomic(file, {"status": "running", "step": 1})
     hub = JobHub()
-    watcher = FileWatcher(JobLayout(tmp_path, "{job_id}/progress.json"), hub)
+    watcher = FileWatcher(JobLayout(tmp_path, "{job_id}/progress.json"), hub.apply, origin="here")
     await watcher.reconcile()
     state = hub.get("j")
     assert state is not None and state.document["step"] == 1

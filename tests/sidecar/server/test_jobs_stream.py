@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 from pathlib import Path
 from typing import Any
 
 from sidecar.core.patch import apply_merge_patch
+from sidecar.server.keys import SOCKETS
 from tests.conftest import StartSidecar
-from tests.helpers import write_atomic
+from tests.helpers import UPGRADE_HEADERS, wait_for, write_atomic
+from tests.sidecar.server.test_metrics import scrape
 
 
 async def test_jobs_list_snapshot_then_patches(
@@ -71,3 +74,53 @@ async def test_static_files_are_public_and_the_page_is_not(
         assert response.status == 200
         assert "default-src 'self'" in response.headers["Content-Security-Policy"]
         assert '<script src="/static/dashboard.js">' in await response.text()
+
+
+async def _silent_jobs_client(host: str, port: int) -> asyncio.StreamWriter:
+    """A raw client of the jobs list that completes the handshake, then never reads."""
+    reader, writer = await asyncio.open_connection(host, port)
+    headers = "".join(f"{name}: {value}\r\n" for name, value in UPGRADE_HEADERS.items())
+    writer.write(f"GET /ws/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\n{headers}\r\n".encode())
+    await writer.drain()
+    assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 101")
+    transport = writer.transport
+    assert isinstance(transport, asyncio.ReadTransport)
+    transport.pause_reading()
+    return writer
+
+
+async def test_jobs_list_drops_a_client_that_reads_nothing_and_counts_it(
+    jobs_root: Path, start_sidecar: StartSidecar
+) -> None:
+    """The policy of /ws/training: after --send-timeout without a read, the client goes, and
+    /metrics counts it; a client that reads keeps its list."""
+    file = jobs_root / "a" / "progress.json"
+    write_atomic(file, {"status": "running", "current_step": 0})
+    sidecar = await start_sidecar(send_timeout=0.3)
+    sockets = sidecar.app[SOCKETS]
+    url = sidecar.ws_url("x").replace("/ws/training/x", "/ws/jobs")
+    async with sidecar.session.ws_connect(url) as good:
+        jobs: dict[str, Any] = (await good.receive_json(timeout=5))["jobs"]
+
+        async def follow() -> None:
+            nonlocal jobs
+            async for message in good:
+                jobs = apply_merge_patch(jobs, message.json()["jobs"])
+
+        following = asyncio.create_task(follow())
+        writer = await _silent_jobs_client(sidecar.server.host, sidecar.server.port)
+        await wait_for(lambda: len(sockets) == 2, what="the silent client to register")
+        step = 0
+        while len(sockets) == 2:
+            step += 1
+            assert step < 3000, "the silent client was never dropped"
+            # Large summaries (the status is in them) fill the silent client's buffers fast.
+            write_atomic(file, {"status": f"running {step:06d}" + "x" * 200_000})
+            await asyncio.sleep(0.02)
+        assert (await scrape(sidecar))["sidecar_send_timeouts_total"] == 1
+        write_atomic(file, {"status": "running", "current_step": 1})
+        await wait_for(lambda: jobs["a"].get("current_step") == 1, what="the good client's list")
+        following.cancel()
+        await asyncio.wait([following])
+        writer.close()
+        await writer.wait_closed()

@@ -1,0 +1,92 @@
+"""A client's view of a job, and of the jobs list: what the hub hands a connection."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+from typing import TYPE_CHECKING
+
+from sidecar.core.history_log import HistoryLog
+from sidecar.core.state import JobState
+from sidecar.core.version import DirectSend, Version
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+
+class Subscription:
+    """One client's view of one job."""
+
+    __slots__ = ("_channel", "_wake", "address", "busy", "direct", "full", "history", "sent")
+
+    def __init__(
+        self, channel: Channel, *, full: bool, history: bool, address: str | None = None
+    ) -> None:
+        self._channel = channel
+        self.address = address
+        """Where the client connects from (None: not known); counted per job."""
+        self._wake = asyncio.Event()
+        self._wake.set()
+        self.full = full
+        self.history = history
+        self.sent: Version | None = None
+        """The last version this client was sent."""
+        self.busy = False
+        """The client's own sender is in the middle of a send."""
+        self.direct: DirectSend | None = None
+        """Sends a patch at once, without waiting, if the connection can take it now."""
+
+    @property
+    def job_id(self) -> str:
+        return self._channel.job_id
+
+    @property
+    def version(self) -> Version | None:
+        """The job's latest version; None once the job is removed."""
+        return None if self._channel.removed else self._channel.version
+
+    @property
+    def history_log(self) -> HistoryLog | None:
+        """The job's history, once a source has loaded it."""
+        return self._channel.history
+
+    async def wait(self) -> None:
+        """Return once there may be a newer version (or the job is gone) than at the last call."""
+        await self._wake.wait()
+        self._wake.clear()
+
+    def wake(self) -> None:
+        """Make ``wait`` return, as a new version does."""
+        self._wake.set()
+
+
+class JobsWatch:
+    """One client of the jobs list: which jobs changed since it last looked."""
+
+    __slots__ = ("address", "changed", "wake")
+
+    def __init__(self, job_ids: Iterable[str], address: str | None = None) -> None:
+        self.address = address
+        self.changed: set[str] = set(job_ids)
+        self.wake = asyncio.Event()
+        self.wake.set()
+
+    async def take(self) -> set[str]:
+        """Wait for changes, then return the ids of the jobs that changed (or went)."""
+        await self.wake.wait()
+        self.wake.clear()
+        changed, self.changed = self.changed, set()
+        return changed
+
+
+class Channel:
+    __slots__ = ("addresses", "history", "job_id", "removed", "state", "subscribers", "version")
+
+    def __init__(self, job_id: str, state: JobState, version: Version) -> None:
+        self.job_id = job_id
+        self.state = state
+        self.version = version
+        self.subscribers: set[Subscription] = set()
+        self.addresses: collections.Counter[str | None] = collections.Counter()
+        self.removed = False
+        self.history: HistoryLog | None = None

@@ -1,0 +1,76 @@
+"""One state of a job as clients receive it: numbered, diffed against the one before, and
+encoded once for every client."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from sidecar.core.codec import JSONObject, encode, encode_with_list
+from sidecar.core.patch import merge_patch
+from sidecar.core.protocol import LOG, PATCH, SNAPSHOT, MessageType, envelope
+
+DirectSend = Callable[["Version", "Version"], bool]
+"""``direct(new, previous)`` writes the patch from ``previous`` to ``new`` now; False if it cannot."""
+
+
+class Version:
+    """One state of a job as sent to clients, numbered by ``seq``."""
+
+    __slots__ = (
+        "_patch",
+        "_previous_body",
+        "_previous_seq",
+        "_snapshot",
+        "body",
+        "complete",
+        "created",
+        "index",
+        "seq",
+    )
+
+    def __init__(self, seq: int, body: JSONObject, previous: Version | None) -> None:
+        self.seq = seq
+        self.body = body
+        # The how-manieth state of its job: a jump in ``index`` counts the states skipped.
+        self.index: int = previous.index + 1 if previous is not None else 0
+        self.created = time.monotonic()
+        self.complete = body.get("complete") is True
+        self._previous_body = previous.body if previous is not None else None
+        self._previous_seq = previous.seq if previous is not None else None
+        self._snapshot: bytes | None = None
+        self._patch: bytes | None = None
+
+    def snapshot_frame(self) -> bytes:
+        """The whole state as a ``snapshot`` message."""
+        if self._snapshot is None:
+            self._snapshot = encode(self._envelope(SNAPSHOT, self.body))
+        return self._snapshot
+
+    def patch_frame(self, since: Version) -> bytes:
+        """A ``patch`` message that turns the state of ``since`` into this one."""
+        if since.seq == self._previous_seq:
+            if self._patch is None:
+                assert self._previous_body is not None
+                self._patch = encode(
+                    self._envelope(PATCH, merge_patch(self._previous_body, self.body))
+                )
+                self._previous_body = None  # the cached frame is all that is needed from now on
+            return self._patch
+        # A client that skipped states: its own patch, built once for it.
+        return encode(self._envelope(PATCH, merge_patch(since.body, self.body)))
+
+    def log_frame(self, entries: list[bytes], *, reset: bool = False) -> bytes:
+        """A ``log`` message carrying history entries (already encoded), at this version."""
+        return encode_with_list(
+            self._envelope(LOG, {"reset": True} if reset else {}), "entries", entries
+        )
+
+    def _envelope(self, kind: MessageType, fields: JSONObject) -> JSONObject:
+        return envelope(
+            kind,
+            job_id=self.body["job_id"],
+            seq=self.seq,
+            timestamp=self.body["timestamp"],
+            fields=fields,
+        )
