@@ -127,17 +127,18 @@ class StreamClient:
         return self.close_code
 
 
-async def silent_client(host: str, port: int, job_id: str) -> asyncio.StreamWriter:
-    """A raw WebSocket client that completes the handshake, then never reads (nor answers pings).
+async def silent_client(
+    host: str, port: int, job_id: str | None = None, *, path: str | None = None
+) -> asyncio.StreamWriter:
+    """A raw WebSocket client (of ``job_id``, or of ``path``) that completes the handshake, then
+    never reads (nor answers pings).
 
     Close the returned writer to let it go.
     """
+    target = path or f"/ws/training/{job_id}"
     reader, writer = await asyncio.open_connection(host, port)
-    writer.write(
-        f"GET /ws/training/{job_id} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
-        "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-        "Sec-WebSocket-Version: 13\r\n\r\n".encode()
-    )
+    headers = "".join(f"{name}: {value}\r\n" for name, value in UPGRADE_HEADERS.items())
+    writer.write(f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\n{headers}\r\n".encode())
     await writer.drain()
     assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 101")
     transport = writer.transport

@@ -78,7 +78,7 @@ class JobHub:
         self._seq = itertools.count(1)
         self._clients = 0
         self._jobs_watches: set[JobsWatch] = set()
-        self._watch_addresses: collections.Counter[str] = collections.Counter()
+        self._watch_addresses: collections.Counter[str | None] = collections.Counter()
         self._loaded: dict[str, asyncio.Event] = {}
         self.max_clients = max_clients
         self.max_clients_per_job = max_clients_per_job
@@ -234,10 +234,7 @@ class JobHub:
         if watch in self._jobs_watches:
             self._jobs_watches.remove(watch)
             self._clients -= 1
-            if watch.address is not None:
-                self._watch_addresses[watch.address] -= 1
-                if not self._watch_addresses[watch.address]:
-                    del self._watch_addresses[watch.address]
+            _release(self._watch_addresses, watch.address)
 
     def _touch(self, job_id: str) -> None:
         for watch in self._jobs_watches:
@@ -320,7 +317,12 @@ class JobHub:
         if subscription in channel.subscribers:
             channel.subscribers.remove(subscription)
             self._clients -= 1
-            if subscription.address is not None:
-                channel.addresses[subscription.address] -= 1
-                if not channel.addresses[subscription.address]:
-                    del channel.addresses[subscription.address]
+            _release(channel.addresses, subscription.address)
+
+
+def _release(counts: collections.Counter[str | None], address: str | None) -> None:
+    """One client fewer from ``address``; an address with none left is forgotten."""
+    if address is not None:
+        counts[address] -= 1
+        if not counts[address]:
+            del counts[address]

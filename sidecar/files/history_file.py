@@ -17,7 +17,7 @@ from sidecar.files.beneath import open_beneath
 logger = logging.getLogger(__name__)
 
 SLICE_BYTES = 32 << 10
-"""What one ``HistoryTail.read`` reads at most. Parsing and encoding 32 KiB of the densest lines
+"""What one ``HistoryFileReader.read`` reads at most. Parsing and encoding 32 KiB of the densest lines
 (arrays of floats) again takes about 2 ms on the 2-core development machine, so that no slice
 holds the event loop long (docs/benchmarks.md, history flood). A line must fit in one: a longer
 one is dropped (metrics lines are 100 to 200 bytes; a log event with every metric of a trainer,
@@ -32,7 +32,7 @@ _OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK  # a FIFO must not block the open
 
 
 class HistoryRead(NamedTuple):
-    """What one ``HistoryTail.read`` found."""
+    """What one ``HistoryFileReader.read`` found."""
 
     entries: list[bytes]
     """New entries, as strict JSON."""
@@ -53,7 +53,7 @@ class _Scan:
     earliest: int | None = None  # the first newline after ``position``
 
 
-class HistoryTail:
+class HistoryFileReader:
     """Reads what was appended to one metrics.jsonl since the last read, a slice at a time.
 
     Only whole lines are taken: a partial last line waits for its newline. A file that shrinks

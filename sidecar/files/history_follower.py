@@ -15,7 +15,7 @@ import logging
 from collections.abc import Callable
 
 from sidecar.core.events import HistoryLines, Sink
-from sidecar.files.history_file import HistoryTail
+from sidecar.files.history_file import HistoryFileReader
 from sidecar.files.layout import JobLayout
 
 logger = logging.getLogger(__name__)
@@ -47,7 +47,7 @@ class HistoryFollower:
         self.origin = origin
         self.max_entries = max_entries
         self._refresh = refresh
-        self._tails: dict[str, HistoryTail] = {}
+        self._tails: dict[str, HistoryFileReader] = {}
         self._pumps: dict[str, asyncio.Task[None]] = {}
         self._held: dict[str, tuple[float | None, int]] = {}
         """Refreshes held, by job: when the event arrived, and where the history ended then."""
@@ -59,7 +59,7 @@ class HistoryFollower:
         """Follow a job's history: read its first slice now, the rest from a task."""
         if job_id in self._tails:
             return
-        self._tails[job_id] = HistoryTail(
+        self._tails[job_id] = HistoryFileReader(
             self.layout.root,
             self.layout.history_for(job_id),
             job_id,

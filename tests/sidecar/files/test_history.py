@@ -14,7 +14,7 @@ import pytest
 
 from sidecar.core.history_log import HistoryLog
 from sidecar.files import history_file as history_module
-from sidecar.files.history_file import HistoryTail
+from sidecar.files.history_file import HistoryFileReader
 from sidecar.server.keys import HUB
 from tests.conftest import StartSidecar
 from tests.helpers import wait_for, write_atomic
@@ -38,11 +38,11 @@ def decoded(entries: list[bytes]) -> list[dict[str, Any]]:
     return [json.loads(e) for e in entries]
 
 
-def tail_of(path: Path, *, max_entries: int = 10_000) -> HistoryTail:
-    return HistoryTail(path.parent, path, "j", max_entries=max_entries)
+def tail_of(path: Path, *, max_entries: int = 10_000) -> HistoryFileReader:
+    return HistoryFileReader(path.parent, path, "j", max_entries=max_entries)
 
 
-def read_all(tail: HistoryTail, **bounds: int) -> tuple[list[dict[str, Any]], int]:
+def read_all(tail: HistoryFileReader, **bounds: int) -> tuple[list[dict[str, Any]], int]:
     """Read until nothing more waits; the entries, and how many reads it took."""
     entries, reads = [], 0
     while True:
@@ -193,9 +193,9 @@ def test_tail_follows_no_symlink(tmp_path: Path, caplog: pytest.LogCaptureFixtur
     (root / "a" / "metrics.jsonl").symlink_to(elsewhere / "metrics.jsonl")
     (root / "b").symlink_to(elsewhere)
     with caplog.at_level(logging.WARNING, logger="sidecar.files.history_file"):
-        a = HistoryTail(root, root / "a" / "metrics.jsonl", "a")
+        a = HistoryFileReader(root, root / "a" / "metrics.jsonl", "a")
         assert a.read() == a.read() == ([], False, False)
-        b = HistoryTail(root, root / "b" / "metrics.jsonl", "b")
+        b = HistoryFileReader(root, root / "b" / "metrics.jsonl", "b")
         assert b.read() == ([], False, False)
     assert [r.getMessage() for r in caplog.records] == [
         f"job a: {root / 'a' / 'metrics.jsonl'}: a symlink; not followed (said once per job)"

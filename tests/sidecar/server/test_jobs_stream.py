@@ -10,7 +10,7 @@ from typing import Any
 from sidecar.core.patch import apply_merge_patch
 from sidecar.server.keys import SOCKETS
 from tests.conftest import StartSidecar
-from tests.helpers import UPGRADE_HEADERS, wait_for, write_atomic
+from tests.helpers import silent_client, wait_for, write_atomic
 from tests.sidecar.server.test_metrics import scrape
 
 
@@ -76,19 +76,6 @@ async def test_static_files_are_public_and_the_page_is_not(
         assert '<script src="/static/dashboard.js">' in await response.text()
 
 
-async def _silent_jobs_client(host: str, port: int) -> asyncio.StreamWriter:
-    """A raw client of the jobs list that completes the handshake, then never reads."""
-    reader, writer = await asyncio.open_connection(host, port)
-    headers = "".join(f"{name}: {value}\r\n" for name, value in UPGRADE_HEADERS.items())
-    writer.write(f"GET /ws/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\n{headers}\r\n".encode())
-    await writer.drain()
-    assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 101")
-    transport = writer.transport
-    assert isinstance(transport, asyncio.ReadTransport)
-    transport.pause_reading()
-    return writer
-
-
 async def test_jobs_list_drops_a_client_that_reads_nothing_and_counts_it(
     jobs_root: Path, start_sidecar: StartSidecar
 ) -> None:
@@ -108,7 +95,7 @@ async def test_jobs_list_drops_a_client_that_reads_nothing_and_counts_it(
                 jobs = apply_merge_patch(jobs, message.json()["jobs"])
 
         following = asyncio.create_task(follow())
-        writer = await _silent_jobs_client(sidecar.server.host, sidecar.server.port)
+        writer = await silent_client(sidecar.server.host, sidecar.server.port, path="/ws/jobs")
         await wait_for(lambda: len(sockets) == 2, what="the silent client to register")
         step = 0
         while len(sockets) == 2:
