@@ -7,7 +7,8 @@
   const authorization = token ? { Authorization: `Bearer ${token}` } : {};
   const $ = (id) => document.getElementById(id);
 
-  // Job ids as sidecar/layout.py has them; the server refuses others (4400) all the same.
+  // Job ids as sidecar/core/contract.py has them (a test holds the two together); the server
+  // refuses others (4400) all the same.
   const JOB_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
   // Between two looks at /healthz while the jobs list is empty, ms.
   const HEALTH_INTERVAL = 3000;
@@ -69,7 +70,7 @@
     ws.onmessage = (event) => {
       listFailures = 0;
       const message = JSON.parse(event.data);
-      if (message.type === "snapshot") {
+      if (message.type === ProgressClient.MESSAGE.SNAPSHOT) {
         jobs.clear();
         listReady = true;
       }
@@ -84,7 +85,7 @@
     ws.onclose = (event) => {
       if (listSocket !== ws) return;
       listReady = false;
-      if (event.code === 4401) {
+      if (event.code === ProgressClient.CLOSE.UNAUTHORIZED) {
         setConnection("unauthorized: open this page with ?token=…", "down");
         return;
       }

@@ -207,5 +207,7 @@
   }
 
   ProgressClient.mergePatch = mergePatch;
+  ProgressClient.MESSAGE = MESSAGE; // the protocol's names, for pages that read the streams
+  ProgressClient.CLOSE = CLOSE;
   root.ProgressClient = ProgressClient;
 })(typeof window !== "undefined" ? window : globalThis);

@@ -11,6 +11,7 @@ from websockets.frames import Frame, Opcode
 
 from sidecar.core import protocol, state
 from sidecar.core.codec import encode
+from sidecar.core.contract import JOB_ID_PATTERN
 from sidecar.core.protocol import (
     CLOSES,
     FINAL_CLOSE_CODES,
@@ -136,3 +137,11 @@ def test_docs_list_the_protocols_message_types() -> None:
     assert bullet, "no `type` bullet in docs/protocol.md"
     named = {word for word in re.findall(r"`([^`]+)`", bullet.group(1)) if word.isalpha()}
     assert named == set(MESSAGE_TYPES)
+
+
+def test_the_dashboard_checks_job_ids_as_the_contract_does() -> None:
+    """dashboard.js refuses an invalid id before asking; its pattern is the contract's."""
+    source = (REPO / "sidecar" / "server" / "static" / "dashboard.js").read_text()
+    match = re.search(r"const JOB_ID = /\^(.+)\$/;", source)
+    assert match is not None
+    assert match.group(1) == JOB_ID_PATTERN
