@@ -39,6 +39,12 @@ __all__ = [
     "Version",
 ]
 
+MAX_CLIENTS = 1000
+MAX_CLIENTS_PER_JOB = 10
+MAX_CLIENTS_PER_ADDRESS = 5
+STALL_AFTER = 60.0
+"""The defaults (the server's settings take them from here)."""
+
 ProcessCheck = Callable[[JobState], "bool | None"]
 """Whether the trainer process a job's document names still runs; None when unknowable."""
 
@@ -67,11 +73,11 @@ class JobHub:
     def __init__(
         self,
         *,
-        max_clients: int = 1000,
-        max_clients_per_job: int = 10,
-        max_clients_per_address: int = 5,
+        max_clients: int = MAX_CLIENTS,
+        max_clients_per_job: int = MAX_CLIENTS_PER_JOB,
+        max_clients_per_address: int = MAX_CLIENTS_PER_ADDRESS,
         max_history: int = DEFAULT_MAX_ENTRIES,
-        stall_after: float = 60.0,
+        stall_after: float = STALL_AFTER,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._channels: dict[str, Channel] = {}

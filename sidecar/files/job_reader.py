@@ -19,7 +19,7 @@ from sidecar.core.events import JobGone, JobSeen, Sink
 from sidecar.files import read_rules
 from sidecar.files.layout import FileSignature, JobLayout
 from sidecar.files.read_rules import Keep, Known, Publish, Remove, Retry
-from sidecar.files.reader import Document, Unreadable, read_progress
+from sidecar.files.reader import DEFAULT_MAX_BYTES, Document, Unreadable, read_progress
 from sidecar.files.stats import WatchStats
 
 logger = logging.getLogger(__name__)
@@ -45,7 +45,7 @@ class JobReader:
         *,
         origin: str,
         stats: WatchStats,
-        max_file_bytes: int = 1 << 20,
+        max_file_bytes: int = DEFAULT_MAX_BYTES,
         clock: Callable[[], float] = time.time,
         on_forget: Callable[[str], None] = lambda job_id: None,
     ) -> None:

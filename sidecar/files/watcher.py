@@ -24,11 +24,14 @@ from sidecar.files.history_follower import HistoryFollower
 from sidecar.files.job_reader import JobReader
 from sidecar.files.layout import JobLayout
 from sidecar.files.notify import DEFAULT_HOT_STEP_MS, change_batches
+from sidecar.files.reader import DEFAULT_MAX_BYTES
 from sidecar.files.stats import WatchStats
 
 logger = logging.getLogger(__name__)
 
 ROOT_CHECK_INTERVAL = 0.25
+POLL_INTERVAL = 0.25
+RESCAN_INTERVAL = 5.0
 
 
 class FileWatcher:
@@ -57,9 +60,9 @@ class FileWatcher:
         origin: str,
         interest: HistoryInterest | None = None,
         poll: bool = False,
-        poll_interval: float = 0.25,
-        rescan_interval: float = 5.0,
-        max_file_bytes: int = 1 << 20,
+        poll_interval: float = POLL_INTERVAL,
+        rescan_interval: float = RESCAN_INTERVAL,
+        max_file_bytes: int = DEFAULT_MAX_BYTES,
         max_history: int = DEFAULT_MAX_ENTRIES,
         watch_step_ms: int = DEFAULT_HOT_STEP_MS,
         clock: Callable[[], float] = time.time,

@@ -6,25 +6,29 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sidecar.core.history_log import DEFAULT_MAX_ENTRIES
+from sidecar.core.hub import MAX_CLIENTS, MAX_CLIENTS_PER_ADDRESS, MAX_CLIENTS_PER_JOB, STALL_AFTER
 from sidecar.files.notify import DEFAULT_HOT_STEP_MS
 from sidecar.files.reader import DEFAULT_MAX_BYTES
+from sidecar.files.watcher import POLL_INTERVAL, RESCAN_INTERVAL
 
 
 @dataclass(frozen=True, slots=True)
 class Settings:
-    """How one sidecar runs; see ``progress-sidecar --help`` for each field."""
+    """How one sidecar runs; see ``progress-sidecar --help`` for each field. Each default is
+    the one of the part that uses it (the hub's limits, the watcher's intervals...), named there
+    once."""
 
     root: Path
     host: str = "127.0.0.1"
     port: int = 8765
     pattern: str = "{job_id}/progress.json"
-    max_clients_per_job: int = 10
-    max_clients_per_address: int = 5
-    max_clients: int = 1000
-    stall_after: float = 60.0
+    max_clients_per_job: int = MAX_CLIENTS_PER_JOB
+    max_clients_per_address: int = MAX_CLIENTS_PER_ADDRESS
+    max_clients: int = MAX_CLIENTS
+    stall_after: float = STALL_AFTER
     poll: bool = False
-    poll_interval: float = 0.25
-    rescan_interval: float = 5.0
+    poll_interval: float = POLL_INTERVAL
+    rescan_interval: float = RESCAN_INTERVAL
     max_file_bytes: int = DEFAULT_MAX_BYTES
     send_timeout: float = 10.0
     heartbeat: float = 20.0
