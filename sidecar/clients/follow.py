@@ -192,9 +192,9 @@ async def follow_job(
         InvalidURL: ``base_url`` is not a sidecar's URL.
         StreamError: final refusals: 4400 (invalid job id), 4401 or HTTP 401 (the token is
             refused: reported as 4401), 403 (host or origin not allowed), another HTTP status
-            but 5xx (not a sidecar), 4404 (the job was removed, or is unknown and ``wait_for_job`` is
-            false); after ``give_up_after``, the last refusal that was worth retrying (1013,
-            too many clients).
+            but 5xx (not a sidecar), 4404 (the job was removed, or is unknown and
+            ``wait_for_job`` is false); after ``give_up_after``, the last refusal that was
+            worth retrying (1013, too many clients).
         SidecarUnreachable: no connection for ``give_up_after`` seconds.
         FollowError: the sidecar sent a message that is not a JSON object.
     """

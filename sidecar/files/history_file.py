@@ -17,11 +17,11 @@ from sidecar.files.beneath import open_beneath
 logger = logging.getLogger(__name__)
 
 SLICE_BYTES = 32 << 10
-"""What one ``HistoryFileReader.read`` reads at most. Parsing and encoding 32 KiB of the densest lines
-(arrays of floats) again takes about 2 ms on the 2-core development machine, so that no slice
-holds the event loop long (docs/benchmarks.md, history flood). A line must fit in one: a longer
-one is dropped (metrics lines are 100 to 200 bytes; a log event with every metric of a trainer,
-a few KiB)."""
+"""What one ``HistoryFileReader.read`` reads at most. Parsing and encoding 32 KiB of the densest
+lines (arrays of floats) again takes about 2 ms on the 2-core development machine, so that no
+slice holds the event loop long (docs/benchmarks.md, history flood). A line must fit in one: a
+longer one is dropped (metrics lines are 100 to 200 bytes; a log event with every metric of a
+trainer, a few KiB)."""
 SLICE_LINES = 128
 """What one read parses at most: a metrics line (100 to 200 bytes) costs about 12 µs, 128 of
 them about 1.5 ms."""

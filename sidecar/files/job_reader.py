@@ -79,10 +79,10 @@ class JobReader:
         # A new event starts the re-reads of a bad file over: its writer is still at work.
         if attempt == 0 and (pending := self.retries.pop(job_id, None)) is not None:
             pending.cancel()
-        job_dir = self.layout.dir_for(job_id)
         dir_mtime = None
-        if not isinstance(result, Document) and job_dir is not None:
-            dir_mtime = self._dir_mtime(job_dir)
+        if not isinstance(result, Document):  # the rules look at the directory only then
+            job_dir = self.layout.dir_for(job_id)
+            dir_mtime = self._dir_mtime(job_dir) if job_dir is not None else None
         decision = read_rules.decide(
             result,
             known=self.known.get(job_id),

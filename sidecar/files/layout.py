@@ -60,6 +60,7 @@ class JobLayout:
     pattern: str
     _job_re: re.Pattern[str] = field(init=False, repr=False)
     _dir_parts: tuple[str, ...] | None = field(init=False, repr=False)
+    _root_length: int = field(init=False, repr=False)  # of "<root>/", to make paths relative
 
     def __post_init__(self) -> None:
         parts = PurePosixPath(self.pattern).parts
@@ -85,6 +86,7 @@ class JobLayout:
         else:
             job_re = file_re
         object.__setattr__(self, "_job_re", re.compile(job_re))
+        object.__setattr__(self, "_root_length", len(str(self.root)) + 1)
         object.__setattr__(self, "_dir_parts", dir_parts)
 
     def file_for(self, job_id: str) -> Path:
@@ -131,37 +133,62 @@ class JobLayout:
         found: dict[str, JobEntry] = {}
         links: set[Path] = set()
         stats = 0
-        if self._dir_parts is not None:
-            glob = "/".join(self._dir_parts).replace(PLACEHOLDER, "*")
-            for job_dir in self.root.glob(glob):
-                job_id = self.job_of(str(job_dir))
-                if job_id is None:
-                    continue
-                stats += 2
-                dir_stat = self.lstat(job_dir)
-                if isinstance(dir_stat, Path):
-                    links.add(dir_stat)
-                elif dir_stat is not None and stat.S_ISLNK(dir_stat.st_mode):
-                    links.add(job_dir)
-                elif dir_stat is not None and stat.S_ISDIR(dir_stat.st_mode):
-                    file_stat = self.lstat(self.file_for(job_id))
-                    signature = (
-                        FileSignature.of(file_stat)
-                        if isinstance(file_stat, os.stat_result)
-                        else None
-                    )
-                    found[job_id] = JobEntry(dir_stat.st_mtime, signature)
-        else:
-            for file in self.root.glob(self.pattern.replace(PLACEHOLDER, "*")):
-                job_id = self.job_of(str(file))
-                stats += 1
-                file_stat = self.lstat(file)
-                if isinstance(file_stat, Path):
-                    links.add(file_stat)
-                elif job_id is not None and file_stat is not None:
-                    signature = FileSignature.of(file_stat)
-                    found[job_id] = JobEntry(signature.mtime_ns / 1e9, signature)
+        try:
+            root_fd = os.open(self.root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        except (FileNotFoundError, NotADirectoryError):
+            return Scan(found, stats, [])
+        try:
+            if self._dir_parts is not None:
+                glob = "/".join(self._dir_parts).replace(PLACEHOLDER, "*")
+                for job_dir in self.root.glob(glob):
+                    job_id = self.job_of(str(job_dir))
+                    if job_id is None:
+                        continue
+                    stats += 2
+                    dir_stat = self._lstat(root_fd, job_dir)
+                    if isinstance(dir_stat, Path):
+                        links.add(dir_stat)
+                    elif dir_stat is not None and stat.S_ISLNK(dir_stat.st_mode):
+                        links.add(job_dir)
+                    elif dir_stat is not None and stat.S_ISDIR(dir_stat.st_mode):
+                        file_stat = self._lstat(root_fd, self.file_for(job_id), below=job_dir)
+                        signature = (
+                            FileSignature.of(file_stat)
+                            if isinstance(file_stat, os.stat_result)
+                            else None
+                        )
+                        found[job_id] = JobEntry(dir_stat.st_mtime, signature)
+            else:
+                for file in self.root.glob(self.pattern.replace(PLACEHOLDER, "*")):
+                    job_id = self.job_of(str(file))
+                    stats += 1
+                    file_stat = self._lstat(root_fd, file)
+                    if isinstance(file_stat, Path):
+                        links.add(file_stat)
+                    elif job_id is not None and file_stat is not None:
+                        signature = FileSignature.of(file_stat)
+                        found[job_id] = JobEntry(signature.mtime_ns / 1e9, signature)
+        finally:
+            os.close(root_fd)
         return Scan(found, stats, sorted(links))
+
+    def _lstat(
+        self, root_fd: int, path: Path, *, below: Path | None = None
+    ) -> os.stat_result | Path | None:
+        """``lstat`` for the scan: one ``fstatat`` from the open root when ``path`` lies
+        directly in the root, or directly in ``below``, a directory this scan found real (the
+        usual ``{job_id}/progress.json``: two calls a job); ``lstat`` otherwise. A symlink
+        swapped in for ``below`` meanwhile could only lend a signature, which makes the job be
+        read again (through ``open_beneath``), never followed."""
+        parent = path.parent
+        if parent == self.root or parent == below:
+            try:
+                return os.stat(
+                    str(path)[self._root_length :], dir_fd=root_fd, follow_symlinks=False
+                )
+            except OSError:
+                return None
+        return self.lstat(path)
 
     def lstat(self, path: Path) -> os.stat_result | Path | None:
         """``lstat`` of a path below the root, reached without following any symlink below the

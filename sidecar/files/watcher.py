@@ -69,12 +69,9 @@ class FileWatcher:
         detect_filesystem: Callable[[Path], str | None] = detect_network_filesystem,
     ) -> None:
         self.layout = layout
-        self.sink = sink
-        self.origin = origin
         self.poll = poll
         self.poll_interval = poll_interval
         self.rescan_interval = rescan_interval
-        self.max_file_bytes = max_file_bytes
         self.watch_step_ms = watch_step_ms
         self._detect_filesystem = detect_filesystem
         self.polling = poll

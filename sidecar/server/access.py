@@ -6,8 +6,9 @@ which route it matched (never from a header that says what kind of request it is
 1. the ``Host``: on a loopback listener only loopback names (and ``--allowed-host``) get in,
    so a page whose DNS name is rebound to 127.0.0.1 is refused (403);
 2. the ``Origin``: a browser page from another origin gets in only if it is allowed (403);
-3. the token: every route but the static files (code and styles, no data) needs it (401; a WebSocket route completes the
-   handshake first and closes with 4401, which a browser can see and an HTTP status it cannot).
+3. the token: every route but the static files (code and styles, no data) needs it (401; a
+   WebSocket route completes the handshake first and closes with 4401, which a browser can
+   see and an HTTP status it cannot).
 """
 
 from __future__ import annotations
@@ -201,8 +202,7 @@ def access_control(
         elif request.match_info.handler in socket_handlers:
             return await _refuse_socket(request)
         else:
-            response = json_error(401, UNAUTHORIZED.reason)
-            response.headers["WWW-Authenticate"] = 'Bearer realm="progress-sidecar"'
+            response = _unauthorized()
         if cross and origin is not None and not response.prepared:
             response.headers["Access-Control-Allow-Origin"] = origin
             response.headers["Vary"] = "Origin"
@@ -215,12 +215,16 @@ async def _refuse_socket(request: web.Request) -> web.StreamResponse:
     """Close a WebSocket that lacks the token with 4401 (a 401 if it is no WebSocket request)."""
     ws = web.WebSocketResponse(protocols=(BEARER,), timeout=2.0)
     if not ws.can_prepare(request).ok:
-        response = json_error(401, UNAUTHORIZED.reason)
-        response.headers["WWW-Authenticate"] = 'Bearer realm="progress-sidecar"'
-        return response
+        return _unauthorized()
     await ws.prepare(request)
     await ws.close(code=UNAUTHORIZED.code, message=UNAUTHORIZED.message)
     return ws
+
+
+def _unauthorized() -> web.Response:
+    response = json_error(401, UNAUTHORIZED.reason)
+    response.headers["WWW-Authenticate"] = 'Bearer realm="progress-sidecar"'
+    return response
 
 
 class AccessLogger(AbstractAccessLogger):

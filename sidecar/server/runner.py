@@ -43,6 +43,8 @@ connection's descriptor is closed three turns later), progress and history files
 listening sockets, threads, the log."""
 HTTP_RESERVE: Final = 16
 """Connections kept for REST and health checks when every WebSocket client is connected."""
+MIN_OPEN_FILES: Final = FD_RESERVE + HTTP_RESERVE + 16
+"""Below this open-file limit the sidecar refuses to start."""
 BUSY = b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
 
 
@@ -61,10 +63,6 @@ def raise_open_files_limit() -> int:
 
 def open_files_limit() -> int:
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-
-
-MIN_OPEN_FILES: Final = FD_RESERVE + HTTP_RESERVE + 16
-"""Below this open-file limit the sidecar refuses to start."""
 
 
 def connection_budget(open_files: int) -> int:
