@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
@@ -15,6 +15,7 @@ from sidecar.server.app import create_app
 from sidecar.server.runner import SidecarRunner
 from sidecar.server.settings import Settings
 from tests.helpers import StreamClient
+from tests.redis_server import RedisServer
 
 # Examples are timed by hypothesis; on a busy machine that is noise, not a failure.
 settings.register_profile("project", deadline=None)
@@ -84,3 +85,14 @@ async def start_sidecar(jobs_root: Path) -> AsyncIterator[StartSidecar]:
             return Sidecar(server, session, stack)
 
         yield start
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A real redis-server on a free port (skipped without one, failing under CI)."""
+    server = RedisServer(tmp_path)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

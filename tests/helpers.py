@@ -15,6 +15,7 @@ from typing import Any
 import aiohttp
 
 from sidecar.core.patch import apply_merge_patch
+from sidecar.core.protocol import ENVELOPE_KEYS
 
 DEADLINE = 5.0
 
@@ -58,8 +59,8 @@ async def wait_for(
 
 
 def state_of(message: dict[str, Any]) -> dict[str, Any]:
-    """The job state a message carries, without the envelope's type and seq."""
-    return {k: v for k, v in message.items() if k not in ("type", "seq")}
+    """The job state a message carries, without the envelope's keys."""
+    return {k: v for k, v in message.items() if k not in ENVELOPE_KEYS}
 
 
 class StreamClient:
@@ -97,15 +98,16 @@ class StreamClient:
             )
             self.messages.append(data)
             return data
-        if states:
-            assert data["seq"] > states[-1]["seq"], "seq must increase"
+        if states and data["epoch"] == states[-1]["epoch"]:
+            assert data["seq"] > states[-1]["seq"], "seq must increase within an epoch"
         self.messages.append(data)
         if data["type"] == "snapshot":
             self.state = state_of(data)
         else:
             assert data["type"] == "patch", data
-            assert self.state is not None, "a patch before any snapshot"
-            self.state = apply_merge_patch(self.state, state_of(data))
+            # A resumed connection starts with a patch onto what the client held before.
+            assert self.state is not None or data.get("resumed"), "a patch before any snapshot"
+            self.state = apply_merge_patch(self.state or {}, state_of(data))
         return data
 
     async def until(
@@ -197,14 +199,16 @@ async def raw_get(
 
 
 async def spawn_sidecar(
-    root: Path,
+    root: Path | None,
     *args: str,
     env: dict[str, str] | None = None,
     preexec_fn: Callable[[], None] | None = None,
 ) -> tuple[asyncio.subprocess.Process, str, int]:
-    """``python -m sidecar`` on a free port; returns the process, its host and its port."""
+    """``python -m sidecar`` on a free port (no root: a gateway, given ``--redis``); returns the
+    process, its host and its port."""
+    where = ["--root", str(root)] if root is not None else []
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "sidecar", "--root", str(root), "--port", "0", *args,
+        sys.executable, "-m", "sidecar", *where, "--port", "0", *args,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **(env or {})},
         preexec_fn=preexec_fn,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import urllib.parse
 
 
 def _number(kind: type[int] | type[float], text: str) -> int | float:
@@ -58,3 +59,42 @@ def origin(text: str) -> str:
             f"not an origin: {text!r} (want scheme://host[:port], e.g. http://localhost:3000, or *)"
         )
     return value
+
+
+_NODE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+def node_name(text: str) -> str:
+    """A node's name in a cluster: letters, digits, ``.``, ``_`` and ``-``, at most 64."""
+    if not _NODE_NAME.fullmatch(text):
+        raise argparse.ArgumentTypeError(
+            f"not a node name: {text!r} (letters, digits, '.', '_' and '-', at most 64)"
+        )
+    return text
+
+
+REDIS_URL_FORM = "redis://[:PASSWORD@]HOST[:PORT][/DB], rediss://... (TLS) or unix:///PATH"
+
+
+def redis_url(text: str) -> str:
+    """A Redis URL. The error never repeats the text: it may hold a password."""
+    value = text.strip()
+    if not _is_redis_url(value):
+        raise argparse.ArgumentTypeError(f"not a Redis URL (want {REDIS_URL_FORM})")
+    return value
+
+
+def _is_redis_url(text: str) -> bool:
+    try:
+        url = urllib.parse.urlsplit(text)
+        url.port  # noqa: B018 (raises on a port that is not one)
+    except ValueError:
+        return False
+    if url.scheme == "unix":
+        return bool(url.path)
+    database = url.path.removeprefix("/")
+    return (
+        url.scheme in ("redis", "rediss")
+        and bool(url.hostname)
+        and (database == "" or database.isdigit())
+    )

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sidecar.core.codec import JSONObject
+from sidecar.core.state import JobState
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +64,34 @@ class HistoryLines:
     loaded: bool = True
 
 
-Event = JobSeen | JobGone | HistoryLines
+@dataclass(frozen=True, slots=True)
+class JobPublished:
+    """A job's state as its owner, another node's sidecar, published it through the bus: served
+    as it is, under the owner's version name ``(epoch, seq)``; no rule of this sidecar's (stall)
+    applies to it."""
+
+    origin: str
+    job_id: str
+    state: JobState
+    epoch: str
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class NodeLost:
+    """A node has been silent for the node timeout: its jobs not complete are shown stalled."""
+
+    origin: str
+
+
+@dataclass(frozen=True, slots=True)
+class NodeBack:
+    """A lost node is heard from again: its jobs are shown as it last published them."""
+
+    origin: str
+
+
+Event = JobSeen | JobGone | HistoryLines | JobPublished | NodeLost | NodeBack
 Sink = Callable[[Event], None]
 """Where a source hands its events (the hub's ``apply``)."""
 

@@ -15,20 +15,32 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import dataclasses
 import itertools
+import logging
 import time
 from collections.abc import Callable, Iterator
 
 from sidecar.core import protocol
-from sidecar.core.codec import drop_nulls
-from sidecar.core.events import Event, HistoryInterest, HistoryLines, JobGone, JobSeen
+from sidecar.core.codec import JSONObject, decode_document, drop_nulls, encode
+from sidecar.core.events import (
+    Event,
+    HistoryInterest,
+    HistoryLines,
+    JobGone,
+    JobPublished,
+    JobSeen,
+    NodeBack,
+    NodeLost,
+)
 from sidecar.core.history_log import DEFAULT_MAX_ENTRIES, HistoryLog
 from sidecar.core.patch import json_equal
-from sidecar.core.state import PROCESS_EXITED, JobState, with_stall
-from sidecar.core.subscription import Channel, JobsWatch, Subscription
-from sidecar.core.version import DirectSend, Version
+from sidecar.core.state import NODE_LOST, PROCESS_EXITED, JobState, with_stall
+from sidecar.core.subscription import RESUME_DEPTH, Channel, JobsWatch, Subscription
+from sidecar.core.version import DirectSend, Version, VersionId, new_epoch
 
 __all__ = [
+    "RESUME_DEPTH",
     "DirectSend",
     "JobHub",
     "JobsWatch",
@@ -44,6 +56,10 @@ MAX_CLIENTS_PER_JOB = 10
 MAX_CLIENTS_PER_ADDRESS = 5
 STALL_AFTER = 60.0
 """The defaults (the server's settings take them from here)."""
+LOST_SUFFIX = "-lost"
+"""Ends the epoch of a version shown while its node is lost: the owner's version, stalled."""
+
+logger = logging.getLogger(__name__)
 
 ProcessCheck = Callable[[JobState], "bool | None"]
 """Whether the trainer process a job's document names still runs; None when unknowable."""
@@ -68,6 +84,8 @@ class JobHub:
         max_history: history entries kept per job (the oldest go first).
         stall_after: seconds without a change after which a running job is stalled.
         clock: POSIX time, for the stall rule.
+        node: this sidecar's node name: the jobs its own sources see are this node's.
+        epoch: the numbering of this sidecar's versions (a fresh one by default).
     """
 
     def __init__(
@@ -79,8 +97,14 @@ class JobHub:
         max_history: int = DEFAULT_MAX_ENTRIES,
         stall_after: float = STALL_AFTER,
         clock: Callable[[], float] = time.time,
+        node: str = "local",
+        epoch: str | None = None,
     ) -> None:
+        self.node = node
+        self.epoch = epoch if epoch is not None else new_epoch()
         self._channels: dict[str, Channel] = {}
+        self._lost_nodes: set[str] = set()
+        self._conflicts: set[tuple[str, str]] = set()
         self._seq = itertools.count(1)
         self._clients = 0
         self._jobs_watches: set[JobsWatch] = set()
@@ -119,12 +143,35 @@ class JobHub:
 
     def apply(self, event: Event) -> None:
         """Take one event from a source: the one way sources change the hub."""
-        if isinstance(event, JobSeen):
+        if isinstance(event, NodeLost | NodeBack):
+            self._node_seen(event.origin, lost=isinstance(event, NodeLost))
+        elif not self._owned_by(event.origin, event.job_id):
+            return
+        elif isinstance(event, JobSeen):
             self.put(self._state_of(event), arrived=event.arrived)
+        elif isinstance(event, JobPublished):
+            self._put_published(event)
         elif isinstance(event, JobGone):
             self.remove(event.job_id)
         else:
             self._extend_history(event)
+
+    def _owned_by(self, origin: str, job_id: str) -> bool:
+        """Whether ``origin`` owns the job (or may: no node has it yet). Job ids are the training
+        server's to keep unique; when two nodes have the same, the first one seen keeps it."""
+        channel = self._channels.get(job_id)
+        if channel is None or channel.state.node == origin:
+            return True
+        if (job_id, origin) not in self._conflicts:
+            self._conflicts.add((job_id, origin))
+            logger.warning(
+                "job %s: node %s has a job of that id too; serving node %s's only (job ids must "
+                "be unique across the cluster)",
+                job_id,
+                origin,
+                channel.state.node,
+            )
+        return False
 
     def _state_of(self, event: JobSeen) -> JobState:
         state = JobState(
@@ -133,6 +180,7 @@ class JobHub:
             event.modified_at,
             has_file=event.has_file,
             read_error=event.read_error,
+            node=event.origin,
         )
         previous = self.get(event.job_id)
         # The stall clock found the trainer gone; a read that brings no new write changes that
@@ -158,7 +206,10 @@ class JobHub:
         """
         now = self._clock()
         changed = []
-        for state in self.states():
+        for channel in self._channels.values():
+            if channel.published is not None:
+                continue  # another node's job: its owner applies the rule
+            state = channel.state
             alive = None
             if process_alive is not None and state.has_file and not state.complete:
                 alive = process_alive(state)
@@ -169,27 +220,32 @@ class JobHub:
             self.put(state)
         return len(changed)
 
-    def put(self, state: JobState, *, arrived: float | None = None) -> None:
+    def put(
+        self, state: JobState, *, arrived: float | None = None, name: VersionId | None = None
+    ) -> None:
         """Make ``state`` the job's current state; clients are told if what they see changed.
 
         Args:
             state: the job's new state.
             arrived: when the change reached the sidecar (monotonic clock); now by default.
+            name: the version's ``(epoch, seq)``, as the job's owner named it; by default the
+                next of this sidecar's own.
         """
         channel = self._channels.get(state.job_id)
         body = state.body()
         if channel is None:
-            self._channels[state.job_id] = Channel(
-                state.job_id, state, Version(next(self._seq), body, None)
-            )
+            version = self._version(body, None, name)
+            channel = self._channels[state.job_id] = Channel(state.job_id, state, version)
+            self._keep(channel, version)
             self._touch(state.job_id)
             return
         channel.state = state
-        if json_equal(channel.version.body, body):
+        if json_equal(channel.version.body, body) and (name is None or name == channel.version.id):
             return
         self._touch(state.job_id)
         previous = channel.version
-        version = channel.version = Version(next(self._seq), body, previous)
+        version = channel.version = self._version(body, previous, name)
+        self._keep(channel, version)
         if arrived is not None:
             version.created = arrived
         for subscription in channel.subscribers:
@@ -206,9 +262,66 @@ class JobHub:
                     continue  # its sender still has to close the connection after this one
             subscription.wake()
 
+    def _version(
+        self, body: JSONObject, previous: Version | None, name: VersionId | None
+    ) -> Version:
+        epoch, seq = name if name is not None else (self.epoch, next(self._seq))
+        return Version(seq, body, previous, epoch=epoch)
+
+    @staticmethod
+    def _keep(channel: Channel, version: Version) -> None:
+        """Remember a version's body (encoded: a tenth of the memory) to resume clients from."""
+        channel.recent.append((version.id, encode(version.body)))
+
+    def resume_base(self, job_id: str, since: VersionId) -> JSONObject | None:
+        """The body of the job's version ``since``, if it is one of the last ``RESUME_DEPTH``."""
+        channel = self._channels.get(job_id)
+        if channel is None:
+            return None
+        for name, body in reversed(channel.recent):
+            if name == since:
+                base: JSONObject = decode_document(body)
+                return base
+        return None
+
+    def _put_published(self, event: JobPublished) -> None:
+        channel = self._channels.get(event.job_id)
+        if channel is not None and channel.published is not None:
+            epoch, seq = channel.published[1]
+            if epoch == event.epoch and event.seq <= seq:
+                return  # an older version (a replay, or a republication): never go back
+        if event.origin == self.node or (channel is not None and channel.published is None):
+            return  # this node's own job: its own file is the truth
+        state = dataclasses.replace(event.state, node=event.origin, job_id=event.job_id)
+        self._show_published(state, (event.epoch, event.seq))
+
+    def _show_published(self, state: JobState, name: VersionId) -> None:
+        if state.node in self._lost_nodes and not state.complete:
+            shown = dataclasses.replace(state, stall_reason=NODE_LOST)
+            self.put(shown, name=(name[0] + LOST_SUFFIX, name[1]))
+        else:
+            self.put(state, name=name)
+        self._channels[state.job_id].published = (state, name)
+
+    def _node_seen(self, node: str, *, lost: bool) -> None:
+        if lost == (node in self._lost_nodes):
+            return
+        if lost:
+            self._lost_nodes.add(node)
+        else:
+            self._lost_nodes.discard(node)
+        for channel in list(self._channels.values()):
+            if channel.published is not None and channel.state.node == node:
+                self._show_published(*channel.published)
+
+    @property
+    def lost_nodes(self) -> frozenset[str]:
+        return frozenset(self._lost_nodes)
+
     def remove(self, job_id: str) -> None:
         """Forget a job; its subscriptions see ``version`` None."""
         channel = self._channels.pop(job_id, None)
+        self._conflicts = {c for c in self._conflicts if c[0] != job_id}
         self.history_interest.forget(job_id)
         self._loaded.pop(job_id, None)
         if channel is None:
@@ -217,6 +330,13 @@ class JobHub:
         for subscription in channel.subscribers:
             subscription.wake()
         self._touch(job_id)
+
+    def watch_all(self) -> JobsWatch:
+        """Follow every job's changes and history, as a part of the sidecar does (the bus's
+        publisher), not a client: no limit applies. Stop with ``unwatch_jobs``."""
+        watch = JobsWatch(self._channels, history=True)
+        self._jobs_watches.add(watch)
+        return watch
 
     def watch_jobs(self, *, address: str | None = None) -> JobsWatch:
         """Follow every job's comings, goings and changes (the dashboard's list), from
@@ -239,6 +359,8 @@ class JobHub:
     def unwatch_jobs(self, watch: JobsWatch) -> None:
         if watch in self._jobs_watches:
             self._jobs_watches.remove(watch)
+            if watch.history_changed is not None:
+                return  # not a client
             self._clients -= 1
             _release(self._watch_addresses, watch.address)
 
@@ -285,6 +407,10 @@ class JobHub:
         for subscription in channel.subscribers:
             if subscription.history:
                 subscription.wake()
+        for watch in self._jobs_watches:
+            if watch.history_changed is not None:
+                watch.history_changed.add(event.job_id)
+                watch.wake.set()
 
     def subscribe(
         self,
@@ -293,8 +419,10 @@ class JobHub:
         full: bool = False,
         history: bool = False,
         address: str | None = None,
+        since: VersionId | None = None,
     ) -> Subscription:
-        """Follow a job, from ``address`` (counted against ``max_clients_per_address``).
+        """Follow a job, from ``address`` (counted against ``max_clients_per_address``), from
+        the version ``since`` if it is still known (the first message is then a patch from it).
 
         Raises:
             UnknownJob: there is no such job.
@@ -312,6 +440,8 @@ class JobHub:
         if history:
             self.history(job_id)  # asks for it: its first slice comes before the first message
         subscription = Subscription(channel, full=full, history=history, address=address)
+        if since is not None:
+            subscription.resume_base = self.resume_base(job_id, since)
         channel.subscribers.add(subscription)
         if address is not None:
             channel.addresses[address] += 1

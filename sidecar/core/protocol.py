@@ -7,6 +7,7 @@ here; ``progress-client.js`` and docs/protocol.md list the same ones (tests hold
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Final, Literal, TypeAlias
@@ -24,26 +25,55 @@ MESSAGE_TYPES: Final[tuple[MessageType, ...]] = (SNAPSHOT, PATCH, LOG)
 JOBS_LIST_MESSAGE_TYPES: Final[tuple[MessageType, ...]] = (SNAPSHOT, PATCH)
 """What ``/ws/jobs`` sends: a snapshot of every job's summary, then patches of that map."""
 
-ENVELOPE_KEYS: Final = ("type", "seq")
+ENVELOPE_KEYS: Final = ("type", "epoch", "seq", "resumed")
 """The keys a job message adds to the job's state (``job_id`` and ``timestamp`` are state)."""
+
+RESUMED: Final = "resumed"
+"""Set (true) on the patch that answers ``?since=EPOCH:SEQ``: it turns that version into the
+current one."""
 
 
 def envelope(
-    kind: MessageType, *, job_id: str, seq: int, timestamp: str, fields: JSONObject
+    kind: MessageType, *, job_id: str, epoch: str, seq: int, timestamp: str, fields: JSONObject
 ) -> JSONObject:
-    """A job's message: ``type``, ``job_id``, ``seq`` and ``timestamp`` first, then ``fields``.
+    """A job's message: ``type``, ``job_id``, ``epoch``, ``seq`` and ``timestamp`` first, then
+    ``fields``.
 
     Args:
         kind: the message type.
         job_id: the job.
+        epoch: the numbering ``seq`` belongs to (the job's owner's, opaque).
         seq: the job's state version the message is at.
         timestamp: the state's timestamp (ISO 8601 UTC).
         fields: the state, the merge patch, or the log's members; a key the envelope also has
             keeps its place and takes the value in ``fields``.
     """
-    message: JSONObject = {"type": kind, "job_id": job_id, "seq": seq, "timestamp": timestamp}
+    message: JSONObject = {
+        "type": kind,
+        "job_id": job_id,
+        "epoch": epoch,
+        "seq": seq,
+        "timestamp": timestamp,
+    }
     message.update(fields)
     return message
+
+
+_EPOCH = re.compile(r"[0-9A-Za-z_-]{1,64}")
+
+
+def parse_since(text: str) -> tuple[str, int] | None:
+    """``EPOCH:SEQ`` (a ``since`` query value) as a pair; None when it is not one."""
+    epoch, colon, seq = text.rpartition(":")
+    if not colon or not _EPOCH.fullmatch(epoch) or not seq.isascii() or not seq.isdigit():
+        return None
+    if len(seq) > 18:
+        return None
+    return epoch, int(seq)
+
+
+def is_epoch(text: str) -> bool:
+    return _EPOCH.fullmatch(text) is not None
 
 
 def jobs_list_message(
@@ -100,6 +130,7 @@ TOO_MANY_JOBS_LIST_CLIENTS_FROM_ADDRESS: Final = Close(
 INVALID_JOB_ID: Final = Close(CloseCode.INVALID_REQUEST, "invalid job id")
 INVALID_FORMAT: Final = Close(CloseCode.INVALID_REQUEST, "invalid format: use patch or full")
 INVALID_HISTORY: Final = Close(CloseCode.INVALID_REQUEST, "invalid history: use 0 or 1")
+INVALID_SINCE: Final = Close(CloseCode.INVALID_REQUEST, "invalid since: use EPOCH:SEQ")
 UNAUTHORIZED: Final = Close(CloseCode.UNAUTHORIZED, "unauthorized")
 UNKNOWN_JOB: Final = Close(CloseCode.NOT_FOUND, "unknown job")
 JOB_REMOVED: Final = Close(CloseCode.NOT_FOUND, "job removed")
@@ -116,6 +147,7 @@ CLOSES: Final = (
     INVALID_JOB_ID,
     INVALID_FORMAT,
     INVALID_HISTORY,
+    INVALID_SINCE,
     UNAUTHORIZED,
     UNKNOWN_JOB,
     JOB_REMOVED,

@@ -9,7 +9,7 @@ from sidecar.core.codec import JSONObject, drop_nulls
 from sidecar.core.contract import is_terminal, isoformat_utc
 from sidecar.core.protocol import ENVELOPE_KEYS
 
-DERIVED_KEYS = ("complete", "stalled", "stall_reason", "read_error")
+DERIVED_KEYS = ("node", "complete", "stalled", "stall_reason", "read_error")
 """Keys the sidecar sets; the same keys in a progress file are dropped."""
 
 PENDING_DOCUMENT: JSONObject = {"status": "pending"}
@@ -32,6 +32,7 @@ class JobState:
         stall_reason: why the job is stalled (its trainer process exited, or its file has not
             changed for the stall timeout) while it is not complete; None when it is not.
         read_error: why the latest read of the file failed; None once a read succeeds.
+        node: the node the job runs on (its owner: the sidecar that reads its file).
     """
 
     job_id: str
@@ -40,6 +41,7 @@ class JobState:
     has_file: bool
     stall_reason: str | None = None
     read_error: str | None = None
+    node: str = ""
 
     @property
     def complete(self) -> bool:
@@ -65,6 +67,7 @@ class JobState:
             if k not in ENVELOPE_KEYS and k not in DERIVED_KEYS
         }
         body["job_id"] = self.job_id
+        body["node"] = self.node
         if "timestamp" not in body:
             body["timestamp"] = isoformat_utc(self.modified_at)
         body["complete"] = self.complete
@@ -79,6 +82,7 @@ class JobState:
         """The job's line in ``GET /api/jobs`` and ``/ws/jobs``."""
         summary: JSONObject = {
             "job_id": self.job_id,
+            "node": self.node,
             "status": self.document.get("status"),
             "progress": self.document.get("progress"),
             "complete": self.complete,
@@ -119,6 +123,7 @@ def with_read_error(previous: JobState, reason: str) -> JobState:
 
 
 PROCESS_EXITED = "process exited"
+NODE_LOST = "node lost"
 
 
 def stall_reason(

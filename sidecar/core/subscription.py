@@ -6,9 +6,10 @@ import asyncio
 import collections
 from typing import TYPE_CHECKING
 
+from sidecar.core.codec import JSONObject
 from sidecar.core.history_log import HistoryLog
 from sidecar.core.state import JobState
-from sidecar.core.version import DirectSend, Version
+from sidecar.core.version import DirectSend, Version, VersionId
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -17,7 +18,17 @@ if TYPE_CHECKING:
 class Subscription:
     """One client's view of one job."""
 
-    __slots__ = ("_channel", "_wake", "address", "busy", "direct", "full", "history", "sent")
+    __slots__ = (
+        "_channel",
+        "_wake",
+        "address",
+        "busy",
+        "direct",
+        "full",
+        "history",
+        "resume_base",
+        "sent",
+    )
 
     def __init__(
         self, channel: Channel, *, full: bool, history: bool, address: str | None = None
@@ -35,6 +46,9 @@ class Subscription:
         """The client's own sender is in the middle of a send."""
         self.direct: DirectSend | None = None
         """Sends a patch at once, without waiting, if the connection can take it now."""
+        self.resume_base: JSONObject | None = None
+        """The state the client resumes from (it asked ``since`` a version still known); its
+        first message is then a patch from this state, not a snapshot."""
 
     @property
     def job_id(self) -> str:
@@ -63,11 +77,15 @@ class Subscription:
 class JobsWatch:
     """One client of the jobs list: which jobs changed since it last looked."""
 
-    __slots__ = ("address", "changed", "wake")
+    __slots__ = ("address", "changed", "history_changed", "wake")
 
-    def __init__(self, job_ids: Iterable[str], address: str | None = None) -> None:
+    def __init__(
+        self, job_ids: Iterable[str], address: str | None = None, *, history: bool = False
+    ) -> None:
         self.address = address
         self.changed: set[str] = set(job_ids)
+        self.history_changed: set[str] | None = set() if history else None
+        """The jobs whose history grew (a watch that asks for them only)."""
         self.wake = asyncio.Event()
         self.wake.set()
 
@@ -79,8 +97,22 @@ class JobsWatch:
         return changed
 
 
+RESUME_DEPTH = 100
+"""Versions of a job kept to resume a client from (``?since=EPOCH:SEQ``)."""
+
+
 class Channel:
-    __slots__ = ("addresses", "history", "job_id", "removed", "state", "subscribers", "version")
+    __slots__ = (
+        "addresses",
+        "history",
+        "job_id",
+        "published",
+        "recent",
+        "removed",
+        "state",
+        "subscribers",
+        "version",
+    )
 
     def __init__(self, job_id: str, state: JobState, version: Version) -> None:
         self.job_id = job_id
@@ -90,3 +122,10 @@ class Channel:
         self.addresses: collections.Counter[str | None] = collections.Counter()
         self.removed = False
         self.history: HistoryLog | None = None
+        self.recent: collections.deque[tuple[VersionId, bytes]] = collections.deque(
+            maxlen=RESUME_DEPTH
+        )
+        """The last versions' names and encoded bodies, to resume clients from."""
+        self.published: tuple[JobState, VersionId] | None = None
+        """Another node's job: its state and version name as its owner published them (what is
+        shown may differ: stalled while the node is lost)."""

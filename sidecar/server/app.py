@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
+from typing import Any
 
 from aiohttp import web
 
+from sidecar.bus.interface import Bus
 from sidecar.core.hub import JobHub
 from sidecar.files.layout import JobLayout
+from sidecar.files.stats import WatchStats
 from sidecar.files.watcher import FileWatcher
 from sidecar.server import dashboard, jobs_stream, rest, sockets, training_stream
 from sidecar.server.access import AccessPolicy, access_control
-from sidecar.server.keys import HUB, METRICS, SETTINGS, SOCKETS, WATCHER
+from sidecar.server.keys import BUS, HUB, METRICS, SETTINGS, SOCKETS, WATCHER
 from sidecar.server.metrics import Metrics
 from sidecar.server.settings import Settings
 from sidecar.server.stall_clock import run_stall_clock
@@ -22,12 +25,14 @@ from sidecar.server.stall_clock import run_stall_clock
 logger = logging.getLogger(__name__)
 
 SHUTDOWN_CLOSE_TIMEOUT = 0.5
+BUS_READY_TIMEOUT = 10.0
+"""Seconds the app waits, at start, for the bus to have read every job of the cluster."""
 
 
 def create_app(settings: Settings) -> web.Application:
-    """Build the sidecar for ``settings``; the watcher starts with the app."""
-    layout = JobLayout(settings.root.absolute(), settings.pattern)
+    """Build the sidecar for ``settings``; the watcher (and the bus) start with the app."""
     hub = JobHub(
+        node=settings.node,
         max_clients=settings.max_clients,
         max_clients_per_job=settings.max_clients_per_job,
         max_clients_per_address=settings.max_clients_per_address,
@@ -49,21 +54,25 @@ def create_app(settings: Settings) -> web.Application:
     app[SETTINGS] = settings
     app[HUB] = hub
     app[SOCKETS] = set()
-    # The one seam between a source and the hub: events go in through hub.apply, and only
-    # the wish for a job's history (hub.history_interest) goes the other way.
-    app[WATCHER] = FileWatcher(
-        layout,
-        hub.apply,
-        origin=socket.gethostname(),
-        interest=hub.history_interest,
-        poll=settings.poll,
-        poll_interval=settings.poll_interval,
-        rescan_interval=settings.rescan_interval,
-        max_file_bytes=settings.max_file_bytes,
-        max_history=settings.max_history,
-        watch_step_ms=settings.watch_step_ms,
-    )
-    app[METRICS] = Metrics(hub, app[WATCHER].stats)
+    # The seams between a source and the hub: events go in through hub.apply, and only the
+    # wish for a job's history (hub.history_interest) goes the other way.
+    if settings.root is not None:
+        app[WATCHER] = FileWatcher(
+            JobLayout(settings.root.absolute(), settings.pattern),
+            hub.apply,
+            origin=settings.node,
+            interest=hub.history_interest,
+            poll=settings.poll,
+            poll_interval=settings.poll_interval,
+            rescan_interval=settings.rescan_interval,
+            max_file_bytes=settings.max_file_bytes,
+            max_history=settings.max_history,
+            watch_step_ms=settings.watch_step_ms,
+        )
+    if settings.redis_url is not None:
+        app[BUS] = _redis_bus(settings, hub)
+    watcher = app.get(WATCHER)
+    app[METRICS] = Metrics(hub, watcher.stats if watcher is not None else WatchStats())
     app.router.add_get("/ws/training/{job_id}", training_stream.training_socket)
     app.router.add_get("/ws/jobs", jobs_stream.jobs_socket)
     dashboard.add_routes(app)
@@ -73,18 +82,37 @@ def create_app(settings: Settings) -> web.Application:
     return app
 
 
+def _redis_bus(settings: Settings, hub: JobHub) -> Bus:
+    from sidecar.bus.redis_bus import RedisBus  # Redis' client is an extra
+
+    assert settings.redis_url is not None
+    return RedisBus(
+        settings.redis_url,
+        hub,
+        node=settings.node,
+        publish=settings.root is not None,
+        node_timeout=settings.node_timeout,
+    )
+
+
 async def _background_tasks(app: web.Application) -> AsyncIterator[None]:
-    watcher = app[WATCHER]
-    tasks = [
-        asyncio.create_task(watcher.run(), name="watcher"),
-        asyncio.create_task(
-            run_stall_clock(app[HUB], stall_after=app[SETTINGS].stall_after), name="stall-clock"
-        ),
-    ]
-    for task in tasks:
-        task.add_done_callback(_log_crash)
-    # Serve only once the jobs already on disk are known (or the root is known to be missing).
-    await watcher.ready.wait()
+    watcher, bus = app.get(WATCHER), app.get(BUS)
+    tasks: list[asyncio.Task[None]] = []
+
+    def start(name: str, work: Coroutine[Any, Any, None]) -> None:
+        tasks.append(asyncio.create_task(work, name=name))
+        tasks[-1].add_done_callback(_log_crash)
+
+    if watcher is not None:
+        start("watcher", watcher.run())
+        start("stall-clock", run_stall_clock(app[HUB], stall_after=app[SETTINGS].stall_after))
+        # Serve only once the jobs already on disk are known (or the root is known missing).
+        await watcher.ready.wait()
+    if bus is not None:
+        start("bus", bus.run())
+        # And once every job of the cluster is known, or the bus is known to be down.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(bus.ready.wait(), BUS_READY_TIMEOUT)
     yield
     for task in tasks:
         task.cancel()

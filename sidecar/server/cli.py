@@ -9,14 +9,32 @@ import logging
 import os
 import signal
 import sys
+import urllib.parse
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
-from sidecar.core.argtypes import host_name, origin, port, positive_float, positive_int
-from sidecar.core.environment import ROOT_ENV, TOKEN_ENV, env_root, env_token
+from sidecar.bus.interface import BusConfigError
+from sidecar.core.argtypes import (
+    REDIS_URL_FORM,
+    host_name,
+    node_name,
+    origin,
+    port,
+    positive_float,
+    positive_int,
+    redis_url,
+)
+from sidecar.core.environment import (
+    REDIS_ENV,
+    ROOT_ENV,
+    TOKEN_ENV,
+    env_redis_url,
+    env_root,
+    env_token,
+)
 from sidecar.files.layout import JobLayout
 from sidecar.server import logs
 from sidecar.server.access import AccessLogger, is_loopback
@@ -52,6 +70,8 @@ _OPTIONS: list[tuple[str, Callable[[str], Any], str | None, str]] = [
     ("--send-timeout", positive_float, "SECONDS", "a client that takes no data for this long is dropped"),
     ("--heartbeat", positive_float, "SECONDS", "ping each client this often; one that does not answer within half of it is dropped"),
     ("--max-history", positive_int, "N", "history entries (metrics.jsonl lines) kept per job; the oldest go first"),
+    ("--node", node_name, "NAME", "this node's name in a cluster (unique there; shown as each job's node, also without --redis)"),
+    ("--node-timeout", positive_float, "SECONDS", "with --redis: a node not heard from for this long is lost, and its running jobs are shown stalled"),
     ("--watch-step-ms", positive_int, "MS", "while events flow, the quiet time that ends a batch of them (after 2 s without events the watcher wakes only every 25 ms; see docs/benchmarks.md)"),
 ]  # fmt: skip
 
@@ -88,7 +108,17 @@ def build_parser() -> argparse.ArgumentParser:
         default=env_root(),
         metavar="DIR",
         help=f"the jobs root to watch (or env {ROOT_ENV}); one that does not exist yet is "
-        "waited for, with a warning",
+        "waited for, with a warning. With --redis and no root, the sidecar is a gateway: it "
+        "serves every job of the cluster and watches none",
+    )
+    parser.add_argument(
+        "--redis",
+        type=redis_url,
+        default=None,  # not the environment's: --help would print it, password and all
+        metavar="URL",
+        help=f"cluster mode: publish this node's jobs to Redis and serve every node's (or env "
+        f"{REDIS_ENV}, which keeps a password out of the process list); {REDIS_URL_FORM}. "
+        "Needs the cluster extra: pip install 'progress-sidecar[cluster]'",
     )
     for flag, parse, metavar, text in _OPTIONS:
         default = getattr(defaults, _field(flag))
@@ -153,18 +183,30 @@ def parse_settings(argv: Sequence[str] | None = None) -> tuple[Settings, str]:
     """Settings and log level from the command line; exits 2 with a message on bad input."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.root is None:
-        parser.error(f"--root is required (or set {ROOT_ENV})")
-    root = Path(args.root).absolute()
-    if (problem := root_problem(root)) is not None:
-        parser.error(problem)
-    try:
-        JobLayout(root, args.pattern)
-    except ValueError as e:
-        parser.error(str(e))
+    redis = args.redis
+    if redis is None and (from_env := env_redis_url()) is not None:
+        try:
+            redis = redis_url(from_env)
+        except argparse.ArgumentTypeError as e:
+            parser.error(f"{REDIS_ENV}: {e}")
+    if args.root is None and redis is None:
+        parser.error(
+            f"--root is required (or set {ROOT_ENV}); without a root, --redis URL runs a gateway"
+        )
+    root = Path(args.root).absolute() if args.root is not None else None
+    if root is not None:
+        if (problem := root_problem(root)) is not None:
+            parser.error(problem)
+        try:
+            JobLayout(root, args.pattern)
+        except ValueError as e:
+            parser.error(str(e))
+    if redis is not None and not _has_redis_client():
+        parser.error("--redis needs Redis' client: pip install 'progress-sidecar[cluster]'")
     options = {_field(flag): getattr(args, _field(flag)) for flag, *_ in _OPTIONS}
     settings = Settings(
         root=root,
+        redis_url=redis,
         poll=args.poll,
         token=args.token or env_token(),
         allowed_origins=tuple(args.allowed_origin),
@@ -174,8 +216,24 @@ def parse_settings(argv: Sequence[str] | None = None) -> tuple[Settings, str]:
     return settings, args.log_level
 
 
+def _has_redis_client() -> bool:
+    try:
+        import redis.asyncio  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 async def serve(settings: Settings) -> None:
-    """Serve until SIGINT or SIGTERM, then close every client with 1001 and return."""
+    """Serve until SIGINT or SIGTERM, then close every client with 1001 and return.
+
+    Raises:
+        BusConfigError: Redis refuses this sidecar (wrong password...).
+    """
+    if settings.redis_url is not None:  # first: a refusal is a configuration error
+        from sidecar.bus.link import refused
+
+        await refused(settings.redis_url)
     settings = fit_open_files(settings)
     if not is_loopback(settings.host) and settings.token is None and not settings.allowed_hosts:
         logger.warning(
@@ -202,10 +260,10 @@ async def serve(settings: Settings) -> None:
         await site.start()
         host, port = runner.addresses[0][:2]
         shown = f"[{host}]" if ":" in host else host
-        print(
-            f"progress-sidecar listening on http://{shown}:{port} (jobs root {settings.root})",
-            flush=True,
-        )
+        serving = f"jobs root {settings.root}" if settings.root is not None else "gateway"
+        if settings.redis_url is not None:
+            serving += f", node {settings.node}, cluster on Redis"
+        print(f"progress-sidecar listening on http://{shown}:{port} ({serving})", flush=True)
         await stop.wait()
         logger.info("shutting down")
     finally:
@@ -253,13 +311,27 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return tail.main(args[1:])
     settings, log_level = parse_settings(args)
-    logs.configure(log_level, secrets=[settings.token] if settings.token else [])
+    logs.configure(log_level, secrets=_secrets(settings))
     try:
         asyncio.run(serve(settings))
     except TooFewFiles as e:
+        logger.error("%s", e)
+        return 2
+    except BusConfigError as e:
         logger.error("%s", e)
         return 2
     except OSError as e:
         logger.error("cannot serve on %s:%s: %s", settings.host, settings.port, e)
         return 1
     return 0
+
+
+def _secrets(settings: Settings) -> list[str]:
+    """What no log line may show: the token, and Redis' password."""
+    secrets = [settings.token] if settings.token else []
+    if settings.redis_url is not None:
+        url = urllib.parse.urlsplit(settings.redis_url)
+        secrets += [s for s in (url.password, urllib.parse.unquote(url.password or "")) if s]
+        query = urllib.parse.parse_qs(url.query)
+        secrets += query.get("password", [])
+    return secrets

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from sidecar.bus.interface import Bus
 from sidecar.core.hub import JobHub
 from sidecar.files.watcher import FileWatcher
 from sidecar.server.metrics import Metrics
@@ -12,5 +13,8 @@ from sidecar.server.settings import Settings
 SETTINGS = web.AppKey("settings", Settings)
 HUB = web.AppKey("hub", JobHub)
 WATCHER = web.AppKey("watcher", FileWatcher)
+"""Absent on a gateway (no jobs root)."""
+BUS = web.AppKey("bus", Bus)
+"""Present in cluster mode only."""
 SOCKETS = web.AppKey("sockets", set[web.WebSocketResponse])
 METRICS = web.AppKey("metrics", Metrics)

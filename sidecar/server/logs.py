@@ -125,3 +125,5 @@ def configure(level: str, *, secrets: Iterable[str] = ()) -> None:
     if level != "debug":
         # watchfiles says "N changes detected" at info level for every batch.
         logging.getLogger("watchfiles").setLevel(logging.WARNING)
+    # redis-py's debug lines are its own internals (features Redis 7.0 does not have...).
+    logging.getLogger("redis").setLevel(logging.INFO)

@@ -6,10 +6,10 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from sidecar.core.codec import encode_with_list
+from sidecar.core.codec import JSONObject, encode_with_list
 from sidecar.core.contract import is_valid_job_id
 from sidecar.core.protocol import INVALID_JOB_ID, UNKNOWN_JOB
-from sidecar.server.keys import HUB, METRICS, SETTINGS, WATCHER
+from sidecar.server.keys import BUS, HUB, METRICS, SETTINGS, WATCHER
 from sidecar.server.metrics import CONTENT_TYPE
 
 routes = web.RouteTableDef()
@@ -61,20 +61,28 @@ async def get_history(request: web.Request) -> web.Response:
 @routes.get("/healthz")
 async def health(request: web.Request) -> web.Response:
     """Whether the sidecar is up, how it watches, and how much it serves."""
-    watcher = request.app[WATCHER]
+    watcher, bus = request.app.get(WATCHER), request.app.get(BUS)
     hub = request.app[HUB]
-    return web.json_response(
-        {
-            "status": "ok" if watcher.root_present else "waiting for root",
-            "watcher": watcher.mode,
-            "watcher_reason": watcher.mode_reason,
-            "root": "present" if watcher.root_present else "missing",
-            "root_path": str(request.app[SETTINGS].root),
-            "root_present": watcher.root_present,
-            "jobs": len(hub),
-            "clients": hub.client_count,
-        }
-    )
+    health: JSONObject = {"status": "ok", "node": hub.node}
+    if watcher is not None:
+        health.update(
+            {
+                "status": "ok" if watcher.root_present else "waiting for root",
+                "watcher": watcher.mode,
+                "watcher_reason": watcher.mode_reason,
+                "root": "present" if watcher.root_present else "missing",
+                "root_path": str(request.app[SETTINGS].root),
+                "root_present": watcher.root_present,
+            }
+        )
+    else:
+        health["role"] = "gateway"
+    health.update({"jobs": len(hub), "clients": hub.client_count})
+    if bus is not None:
+        health["bus"] = "up" if bus.up else "down"
+        health["nodes"] = bus.nodes()
+        health["lost_nodes"] = sorted(hub.lost_nodes)
+    return web.json_response(health)
 
 
 @routes.get("/metrics")

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sidecar.bus.defaults import NODE_TIMEOUT
 from sidecar.core.history_log import DEFAULT_MAX_ENTRIES
 from sidecar.core.hub import MAX_CLIENTS, MAX_CLIENTS_PER_ADDRESS, MAX_CLIENTS_PER_JOB, STALL_AFTER
 from sidecar.files.notify import DEFAULT_HOT_STEP_MS
@@ -18,7 +20,8 @@ class Settings:
     the one of the part that uses it (the hub's limits, the watcher's intervals...), named there
     once."""
 
-    root: Path
+    root: Path | None
+    """The jobs root; None for a gateway (cluster mode: it serves the jobs of the bus only)."""
     host: str = "127.0.0.1"
     port: int = 8765
     pattern: str = "{job_id}/progress.json"
@@ -37,3 +40,7 @@ class Settings:
     token: str | None = field(default=None, repr=False)
     allowed_origins: tuple[str, ...] = ()
     allowed_hosts: tuple[str, ...] = ()
+    redis_url: str | None = field(default=None, repr=False)
+    """Cluster mode: the bus (it may hold a password: never logged)."""
+    node: str = field(default_factory=socket.gethostname)
+    node_timeout: float = NODE_TIMEOUT

@@ -12,6 +12,7 @@ from sidecar.core.protocol import (
     INVALID_FORMAT,
     INVALID_HISTORY,
     INVALID_JOB_ID,
+    INVALID_SINCE,
     JOB_COMPLETE,
     JOB_REMOVED,
     LOG,
@@ -19,6 +20,7 @@ from sidecar.core.protocol import (
     SNAPSHOT,
     UNKNOWN_JOB,
     Close,
+    parse_since,
 )
 from sidecar.core.subscription import Subscription
 from sidecar.core.version import DirectSend, Version
@@ -35,8 +37,11 @@ async def training_socket(request: web.Request) -> web.WebSocketResponse:
     job_id = request.match_info["job_id"]
     fmt = request.query.get("format", "patch")
     history = request.query.get("history", "0")
+    since = request.query.get("since")
     address = client_address(request)
-    subscription = await admit(ws, lambda: _subscribe(hub, job_id, fmt, history, address=address))
+    subscription = await admit(
+        ws, lambda: _subscribe(hub, job_id, fmt, history, since, address=address)
+    )
     if subscription is None:
         return ws
     async with serving(
@@ -51,7 +56,7 @@ async def training_socket(request: web.Request) -> web.WebSocketResponse:
 
 
 def _subscribe(
-    hub: JobHub, job_id: str, fmt: str, history: str, *, address: str | None
+    hub: JobHub, job_id: str, fmt: str, history: str, since: str | None, *, address: str | None
 ) -> Subscription | Close:
     if not is_valid_job_id(job_id):
         return INVALID_JOB_ID
@@ -59,8 +64,17 @@ def _subscribe(
         return INVALID_FORMAT
     if history not in ("0", "1"):
         return INVALID_HISTORY
+    resume = parse_since(since) if since is not None else None
+    if since is not None and resume is None:
+        return INVALID_SINCE
     try:
-        return hub.subscribe(job_id, full=fmt == "full", history=history == "1", address=address)
+        return hub.subscribe(
+            job_id,
+            full=fmt == "full",
+            history=history == "1",
+            address=address,
+            since=resume,
+        )
     except UnknownJob:
         return UNKNOWN_JOB
 
@@ -99,9 +113,13 @@ async def _catch_up(
     """Bring one client to ``version``: the snapshot first, then history, then a patch."""
     sent = subscription.sent
     if sent is None:
-        if not await client.send(version.snapshot_frame()):
+        # The first message: a patch from the state the client resumes from, or a snapshot.
+        base, subscription.resume_base = subscription.resume_base, None
+        kind = SNAPSHOT if base is None else PATCH
+        frame = version.snapshot_frame() if base is None else version.resume_frame(base)
+        if not await client.send(frame):
             return False
-        metrics.send.messages[SNAPSHOT] += 1
+        metrics.send.messages[kind] += 1
         sent = subscription.sent = version
     if history is not None and (log := history.frame(subscription, at=sent)) is not None:
         if not await client.send(log):

@@ -8,6 +8,7 @@ import pytest
 from sidecar.core.events import HistoryLines, JobGone, JobSeen
 from sidecar.core.hub import JobHub, TooManyClients, UnknownJob, Version
 from sidecar.core.patch import apply_merge_patch
+from sidecar.core.protocol import ENVELOPE_KEYS
 from sidecar.core.state import JobState, with_document
 
 T0 = 1_762_432_200.0
@@ -59,6 +60,7 @@ def test_frames_are_encoded_once_and_shared() -> None:
     assert decode(second.patch_frame(first)) == {
         "type": "patch",
         "job_id": "j",
+        "epoch": hub.epoch,
         "seq": second.seq,
         "timestamp": "2025-11-06T12:30:00.000Z",
         "step": 2,
@@ -75,8 +77,8 @@ def test_patch_for_a_client_that_skipped_versions() -> None:
     assert seen is not None and latest is not None
     patch = decode(latest.patch_frame(seen))
     client = apply_merge_patch(
-        {k: v for k, v in decode(seen.snapshot_frame()).items() if k not in ("type", "seq")},
-        {k: v for k, v in patch.items() if k not in ("type", "seq")},
+        {k: v for k, v in decode(seen.snapshot_frame()).items() if k not in ENVELOPE_KEYS},
+        {k: v for k, v in patch.items() if k not in ENVELOPE_KEYS},
     )
     assert client == latest.body
     assert patch["b"] is None
@@ -90,6 +92,7 @@ def test_version_patch_from_an_unrelated_version_is_correct() -> None:
     assert decode(c.patch_frame(b)) == {
         "type": "patch",
         "job_id": "j",
+        "epoch": "0",
         "seq": 3,
         "timestamp": "t",
         "x": None,

@@ -30,18 +30,24 @@ DOCS = REPO / "docs" / "protocol.md"
 
 def test_envelope_puts_its_keys_first_in_wire_order() -> None:
     message = envelope(
-        "patch", job_id="j", seq=7, timestamp="2025-11-06T12:30:00Z", fields={"progress": 1.5}
+        "patch",
+        job_id="j",
+        epoch="e1",
+        seq=7,
+        timestamp="2025-11-06T12:30:00Z",
+        fields={"progress": 1.5},
     )
     assert encode(message) == (
-        b'{"type":"patch","job_id":"j","seq":7,"timestamp":"2025-11-06T12:30:00Z","progress":1.5}'
+        b'{"type":"patch","job_id":"j","epoch":"e1","seq":7,"timestamp":"2025-11-06T12:30:00Z",'
+        b'"progress":1.5}'
     )
 
 
 def test_envelope_fields_that_repeat_envelope_keys_keep_their_place() -> None:
     """A snapshot's fields are the whole state, ``job_id`` and ``timestamp`` included."""
     body = {"job_id": "j", "status": "running", "timestamp": "t"}
-    message = envelope("snapshot", job_id="j", seq=1, timestamp="t", fields=body)
-    assert list(message) == ["type", "job_id", "seq", "timestamp", "status"]
+    message = envelope("snapshot", job_id="j", epoch="e", seq=1, timestamp="t", fields=body)
+    assert list(message) == ["type", "job_id", "epoch", "seq", "timestamp", "status"]
 
 
 def test_jobs_list_message_on_the_wire() -> None:

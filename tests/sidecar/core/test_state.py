@@ -42,6 +42,7 @@ def test_body_passes_the_file_through_and_adds_derived_keys() -> None:
         "loss": 0.234,
         "nested": {"a": 1},
         "job_id": "j",
+        "node": "",
         "timestamp": "2025-11-06T12:30:00.000Z",
         "complete": False,
         "stalled": False,
@@ -55,14 +56,18 @@ def test_body_keeps_the_trainers_timestamp() -> None:
 def test_body_overrides_envelope_and_derived_keys_from_the_file() -> None:
     body = running(
         type="x",
+        epoch="e",
         seq=99,
+        resumed=True,
+        node="elsewhere",
         job_id="other",
         complete=True,
         stalled=True,
         stall_reason="x",
         read_error="y",
     ).body()
-    assert "type" not in body and "seq" not in body
+    assert not {"type", "epoch", "seq", "resumed"} & set(body)
+    assert body["node"] == ""
     assert "stall_reason" not in body and "read_error" not in body
     assert (body["job_id"], body["complete"], body["stalled"]) == ("j", False, False)
 
@@ -83,6 +88,7 @@ def test_pending_state() -> None:
     assert state.body() == {
         "status": "pending",
         "job_id": "j",
+        "node": "",
         "timestamp": "2025-11-06T12:30:00.000Z",
         "complete": False,
         "stalled": False,
@@ -128,6 +134,7 @@ def test_an_old_file_is_stalled_as_soon_as_it_is_read() -> None:
 def test_summary() -> None:
     assert running(progress=12.5).summary() == {
         "job_id": "j",
+        "node": "",
         "status": "running",
         "progress": 12.5,
         "complete": False,

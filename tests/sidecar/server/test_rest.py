@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import yarl
@@ -21,6 +22,7 @@ async def test_list_jobs(jobs_root: Path, start_sidecar: StartSidecar) -> None:
     assert [j["job_id"] for j in jobs] == ["a", "b", "c"]
     assert {k: v for k, v in jobs[1].items() if k != "updated_at"} == {
         "job_id": "b",
+        "node": socket.gethostname(),
         "status": "running",
         "progress": 45.5,
         "complete": False,
@@ -69,6 +71,7 @@ async def test_healthz(jobs_root: Path, start_sidecar: StartSidecar) -> None:
     assert status == 200
     assert body == {
         "status": "ok",
+        "node": socket.gethostname(),
         "watcher": "inotify",
         "watcher_reason": "local filesystem",
         "root": "present",

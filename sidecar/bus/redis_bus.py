@@ -1,0 +1,95 @@
+"""Cluster mode: this sidecar's jobs out to Redis, every other node's jobs in.
+
+A node sidecar (one with a jobs root) publishes each change of its own jobs (``Publisher``),
+off the local path; every sidecar, node or gateway, reads every other node's into its hub
+(``Reader``). ``Link`` knows whether Redis answers. What travels and where it lies:
+``sidecar.bus.wire``; the faults each part handles: docs/cluster.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+
+from sidecar.bus.defaults import FINISHED_TTL, NODE_TIMEOUT, STREAM_LENGTH
+from sidecar.bus.link import FAILURES, Link, connect
+from sidecar.bus.publisher import Publisher
+from sidecar.bus.reader import Reader
+from sidecar.core.hub import JobHub
+
+
+class RedisBus:
+    """The bus of one sidecar.
+
+    Args:
+        url: Redis' URL (``redis://``, ``rediss://`` or ``unix://``).
+        hub: this sidecar's jobs.
+        node: this sidecar's node name.
+        publish: whether this sidecar publishes its own jobs (a node does, a gateway not).
+        node_timeout: seconds of silence after which a node is lost.
+        stream_length: changes kept in the stream, about.
+        finished_ttl: seconds a finished job stays in Redis.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        hub: JobHub,
+        *,
+        node: str,
+        publish: bool,
+        node_timeout: float = NODE_TIMEOUT,
+        stream_length: int = STREAM_LENGTH,
+        finished_ttl: int = FINISHED_TTL,
+    ) -> None:
+        self.node = node
+        self.publishes = publish
+        self.link = Link(on_up=lambda: self.reader.forgive_silence())
+        # The reader blocks on the stream and must see a restart (it reads everything again
+        # then); the writers may send again once on a connection that went stale while idle.
+        self._clients = (connect(url), connect(url, retries=1))
+        self.reader = Reader(self._clients[0], self.link, hub, node=node, node_timeout=node_timeout)
+        self.publisher = Publisher(
+            self._clients[1],
+            self.link,
+            hub,
+            node=node,
+            node_timeout=node_timeout,
+            stream_length=stream_length,
+            finished_ttl=finished_ttl,
+        )
+        hub.history_interest.listen(self.reader.history_wanted)
+
+    @property
+    def up(self) -> bool:
+        return self.link.up
+
+    @property
+    def ready(self) -> asyncio.Event:
+        return self.link.ready
+
+    def nodes(self) -> dict[str, float]:
+        """Seconds since each known node was last heard from (this one: 0)."""
+        now = time.monotonic()
+        heard = sorted(self.reader.heard.items())
+        seen = {node: round(now - at, 1) for node, at in heard}
+        if self.publishes:
+            seen[self.node] = 0.0
+        return seen
+
+    async def run(self) -> None:
+        """Read (and publish) until cancelled."""
+        work = [self.reader.run(), self.reader.watch_nodes()]
+        if self.publishes:
+            work += [self.publisher.run(), self.publisher.announce()]
+        tasks = [asyncio.create_task(w) for w in work]
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for task in [*tasks, *self.reader.fetches]:
+                task.cancel()
+            await asyncio.gather(*tasks, *self.reader.fetches, return_exceptions=True)
+            for client in self._clients:
+                with contextlib.suppress(*FAILURES):
+                    await client.aclose()

@@ -1,0 +1,185 @@
+"""What travels through Redis, and where it lies: pure, no I/O.
+
+Every change of a node's jobs is one entry of one stream (``CHANGES``), a JSON object in the
+field ``m``; the latest state of each job also lies in a key of its own (``job_key``), and its
+history in a list (``history_key``) with a small key beside it saying how far it goes
+(``history_mark_key``), so that a sidecar that starts late, or missed part of the stream, reads
+the current state of everything, then follows the stream. All keys share one hash tag, so that
+they would all live on one shard.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sidecar.core.codec import JSONObject, decode_document, encode, encode_with_list
+from sidecar.core.contract import is_valid_job_id
+from sidecar.core.events import HistoryLines, JobGone, JobPublished
+from sidecar.core.state import JobState
+
+PREFIX = "{progress-sidecar}:"
+CHANGES = PREFIX + "changes"
+"""The stream of every change of every node."""
+JOB_PATTERN = PREFIX + "job:*"
+NODE_PATTERN = PREFIX + "node:*"
+FIELD = b"m"
+
+STATE = "state"
+GONE = "gone"
+HISTORY = "history"
+HEARTBEAT = "heartbeat"
+
+
+def job_key(node: str, job_id: str) -> str:
+    return f"{PREFIX}job:{node}/{job_id}"
+
+
+def history_key(node: str, job_id: str) -> str:
+    return f"{PREFIX}history:{node}/{job_id}"
+
+
+def history_mark_key(node: str, job_id: str) -> str:
+    return f"{PREFIX}history-mark:{node}/{job_id}"
+
+
+def node_key(node: str) -> str:
+    return f"{PREFIX}node:{node}"
+
+
+def node_of_key(key: bytes | str) -> str:
+    text = key.decode() if isinstance(key, bytes) else key
+    return text.removeprefix(PREFIX + "node:")
+
+
+def state_message(state: JobState, epoch: str, seq: int) -> bytes:
+    """A job's state as its owner publishes it: everything a replica needs to serve the same
+    body under the same version name."""
+    message: JSONObject = {
+        "kind": STATE,
+        "node": state.node,
+        "job_id": state.job_id,
+        "epoch": epoch,
+        "seq": seq,
+        "document": state.document,
+        "modified_at": state.modified_at,
+        "has_file": state.has_file,
+    }
+    if state.stall_reason is not None:
+        message["stall_reason"] = state.stall_reason
+    if state.read_error is not None:
+        message["read_error"] = state.read_error
+    return encode(message)
+
+
+def gone_message(node: str, job_id: str) -> bytes:
+    return encode({"kind": GONE, "node": node, "job_id": job_id})
+
+
+def heartbeat_message(node: str, epoch: str) -> bytes:
+    return encode({"kind": HEARTBEAT, "node": node, "epoch": epoch})
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryMark:
+    """How far a job's published history goes: its owner's ``generation`` (resets counted)
+    and ``total`` (entries since the last reset, dropped ones included)."""
+
+    generation: int
+    total: int
+
+    def encode(self) -> bytes:
+        return f"{self.generation} {self.total}".encode()
+
+    @classmethod
+    def decode(cls, data: bytes) -> HistoryMark:
+        generation, total = data.split()
+        return cls(int(generation), int(total))
+
+
+def history_message(
+    node: str, job_id: str, entries: list[bytes], *, mark: HistoryMark, reset: bool
+) -> bytes:
+    """History entries (each already encoded JSON) of a job; ``mark`` is where they end."""
+    head: JSONObject = {
+        "kind": HISTORY,
+        "node": node,
+        "job_id": job_id,
+        "generation": mark.generation,
+        "total": mark.total,
+        "reset": reset,
+    }
+    return encode_with_list(head, "entries", entries)
+
+
+@dataclass(frozen=True, slots=True)
+class History:
+    """History entries as a replica reads them from the stream."""
+
+    origin: str
+    job_id: str
+    entries: tuple[bytes, ...]
+    mark: HistoryMark
+    reset: bool
+
+    def lines(self, entries: tuple[bytes, ...], *, reset: bool) -> HistoryLines:
+        return HistoryLines(self.origin, self.job_id, entries, reset=reset)
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    """A node says it is alive."""
+
+    origin: str
+    epoch: str
+
+
+Message = JobPublished | JobGone | History | Heartbeat
+
+
+class BadMessage(ValueError):
+    """Not a message of this protocol (another program's key, or a newer version's)."""
+
+
+def decode(data: bytes) -> Message:
+    """One stream entry's message.
+
+    Raises:
+        BadMessage: it is not one.
+    """
+    try:
+        message = decode_document(data)
+        kind, node = message["kind"], message["node"]
+        if not isinstance(node, str) or not node:
+            raise BadMessage("no node")
+        if kind == HEARTBEAT:
+            return Heartbeat(node, str(message["epoch"]))
+        job_id = message["job_id"]
+        if not isinstance(job_id, str) or not is_valid_job_id(job_id):
+            raise BadMessage(f"invalid job id {job_id!r}")
+        if kind == GONE:
+            return JobGone(node, job_id)
+        if kind == STATE:
+            state = JobState(
+                job_id,
+                message["document"],
+                float(message["modified_at"]),
+                has_file=bool(message["has_file"]),
+                stall_reason=message.get("stall_reason"),
+                read_error=message.get("read_error"),
+                node=node,
+            )
+            return JobPublished(node, job_id, state, str(message["epoch"]), int(message["seq"]))
+        if kind == HISTORY:
+            entries = tuple(encode(entry) for entry in message["entries"])
+            mark = HistoryMark(int(message["generation"]), int(message["total"]))
+            return History(node, job_id, entries, mark, bool(message["reset"]))
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        raise BadMessage(str(e)) from e
+    raise BadMessage(f"unknown kind {kind!r}")
+
+
+def parse_entry_id(entry_id: bytes | str) -> tuple[int, int]:
+    """A stream entry id (``"1700000000000-3"``) as a pair that sorts as the stream does."""
+    text = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+    ms, _, seq = text.partition("-")
+    return int(ms), int(seq or 0)

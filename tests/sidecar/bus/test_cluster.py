@@ -1,0 +1,417 @@
+"""Cluster mode end to end: a real redis-server, node sidecars on their own roots and gateways,
+all real processes; the fault tests kill and restart Redis and the sidecars."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.helpers import StreamClient, spawn_sidecar, stop_sidecar, wait_for, write_atomic
+from tests.redis_server import RedisServer
+
+NODE_TIMEOUT = "1.5"
+
+pytestmark = pytest.mark.timeout(90)
+
+
+class Sidecar:
+    """One sidecar process of the cluster."""
+
+    def __init__(self, process: asyncio.subprocess.Process, port: int, name: str) -> None:
+        self.process, self.port, self.name = process, port, name
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+
+class Cluster:
+    def __init__(self, redis: RedisServer, tmp_path: Path, session: aiohttp.ClientSession) -> None:
+        self.redis = redis
+        self.tmp_path = tmp_path
+        self.session = session
+        self.sidecars: list[Sidecar] = []
+        self.logs: dict[str, str] = {}
+
+    def root(self, node: str) -> Path:
+        root = self.tmp_path / f"root-{node}"
+        root.mkdir(exist_ok=True)
+        return root
+
+    async def start(self, node: str | None, *args: str, url: str | None = None) -> Sidecar:
+        """A node sidecar on its own root, or (``node`` None) a gateway."""
+        root = self.root(node) if node is not None else None
+        name = node or f"gateway{len(self.sidecars)}"
+        process, _, port = await spawn_sidecar(
+            root,
+            "--redis", url or self.redis.url, "--node", name,
+            "--node-timeout", NODE_TIMEOUT, "--log-level", "debug", *args,
+        )  # fmt: skip
+        sidecar = Sidecar(process, port, name)
+        self.sidecars.append(sidecar)
+        return sidecar
+
+    async def stop(self, sidecar: Sidecar) -> str:
+        self.sidecars.remove(sidecar)
+        self.logs[sidecar.name] = await stop_sidecar(sidecar.process)
+        return self.logs[sidecar.name]
+
+    async def kill(self, sidecar: Sidecar) -> None:
+        """SIGKILL: a node that dies without a word."""
+        self.sidecars.remove(sidecar)
+        sidecar.process.send_signal(signal.SIGKILL)
+        await sidecar.process.wait()
+
+    async def get(self, sidecar: Sidecar, path: str) -> Any:
+        async with self.session.get(sidecar.url(path)) as response:
+            assert response.status == 200, (path, response.status)
+            return await response.json()
+
+    async def jobs(self, sidecar: Sidecar) -> dict[str, dict[str, Any]]:
+        body = await self.get(sidecar, "/api/jobs")
+        return {job["job_id"]: job for job in body["jobs"]}
+
+    async def follow(self, sidecar: Sidecar, job_id: str, query: str = "") -> StreamClient:
+        url = sidecar.url(f"/ws/training/{job_id}").replace("http", "ws", 1)
+        ws = await self.session.ws_connect(f"{url}?{query}" if query else url, autoclose=False)
+        return StreamClient(ws)
+
+
+@pytest.fixture
+async def cluster(redis_server: RedisServer, tmp_path: Path) -> AsyncIterator[Cluster]:
+    async with aiohttp.ClientSession() as session:
+        cluster = Cluster(redis_server, tmp_path, session)
+        try:
+            yield cluster
+        finally:
+            for sidecar in list(cluster.sidecars):
+                await cluster.stop(sidecar)
+
+
+def write_job(root: Path, job_id: str, **fields: Any) -> None:
+    write_atomic(root / job_id / "progress.json", {"status": "running", **fields})
+
+
+async def test_every_sidecar_serves_every_job_of_every_node(cluster: Cluster) -> None:
+    write_job(cluster.root("node-a"), "job-a", current_step=1)
+    write_job(cluster.root("node-b"), "job-b", current_step=5)
+    a = await cluster.start("node-a")
+    b = await cluster.start("node-b")
+    gateway = await cluster.start(None)
+    for sidecar in (a, b, gateway):
+        await wait_for(
+            lambda s=sidecar: _has_jobs(cluster, s, {"job-a": "node-a", "job-b": "node-b"}),
+            what=f"both jobs on {sidecar.name}",
+        )
+    health = await cluster.get(gateway, "/healthz")
+    assert health["bus"] == "up" and health["role"] == "gateway"
+    assert set(health["nodes"]) == {"node-a", "node-b"}
+    assert "root" not in health
+
+    # One write on node a: the same version, under the same name, everywhere.
+    direct = await cluster.follow(a, "job-a")
+    relayed = await cluster.follow(gateway, "job-a")
+    other = await cluster.follow(b, "job-a")
+    for client in (direct, relayed, other):
+        await client.until(lambda s: s.get("current_step") == 1)
+    write_job(cluster.root("node-a"), "job-a", current_step=2, loss=0.5)
+    for client in (direct, relayed, other):
+        state = await client.until(lambda s: s.get("current_step") == 2)
+        assert state["node"] == "node-a" and state["loss"] == 0.5
+    names = {(c.messages[-1]["epoch"], c.messages[-1]["seq"]) for c in (direct, relayed, other)}
+    assert len(names) == 1, names
+
+    # The REST fallback and the completion, through the gateway.
+    snapshot = await cluster.get(gateway, "/api/jobs/job-a")
+    assert snapshot["current_step"] == 2 and snapshot["node"] == "node-a"
+    write_job(cluster.root("node-a"), "job-a", status="completed", final_loss=0.25)
+    codes = await asyncio.gather(*(c.closed() for c in (direct, relayed, other)))
+    assert codes == [1000, 1000, 1000]
+    assert relayed.state is not None and relayed.state["final_loss"] == 0.25
+    assert relayed.state == direct.state == other.state
+
+
+async def test_history_of_another_nodes_job(cluster: Cluster) -> None:
+    root = cluster.root("node-a")
+    write_job(root, "job-a", current_step=2)
+    lines = "".join(f'{{"step": {i}, "loss": {1 / (i + 1)}}}\n' for i in range(1, 301))
+    (root / "job-a" / "metrics.jsonl").write_text(lines)
+    await cluster.start("node-a")
+    gateway = await cluster.start(None)
+    await wait_for(lambda: _has_jobs(cluster, gateway, {"job-a": "node-a"}), what="job-a")
+    history = await cluster.get(gateway, "/api/jobs/job-a/history")
+    assert [e["step"] for e in history["entries"]] == list(range(1, 301))
+
+    client = await cluster.follow(gateway, "job-a", "history=1")
+    await wait_for(_history_length(client, 300), what="the whole history over the gateway")
+    with (root / "job-a" / "metrics.jsonl").open("a") as f:
+        f.write('{"step": 301, "loss": 0.001}\n{"step": 302, "loss": 0.0009}\n')
+    await wait_for(_history_length(client, 302), what="appended lines over the gateway")
+    assert client.history is not None
+    assert [e["step"] for e in client.history] == list(range(1, 303))
+
+
+async def test_a_client_resumes_on_another_sidecar(cluster: Cluster) -> None:
+    root = cluster.root("node-a")
+    write_job(root, "job-a", current_step=1, loss=2.0)
+    a = await cluster.start("node-a")
+    gateway = await cluster.start(None)
+    await wait_for(lambda: _has_jobs(cluster, gateway, {"job-a": "node-a"}), what="job-a")
+    client = await cluster.follow(a, "job-a")
+    await client.until(lambda s: s.get("current_step") == 1)
+    held, last = client.state, client.messages[-1]
+    await client.ws.close()
+    write_job(root, "job-a", current_step=2, loss=1.5)
+    await wait_for(lambda: _job_field(cluster, gateway, "job-a", "current_step", 2), what="step 2")
+
+    again = await cluster.follow(gateway, "job-a", f"since={last['epoch']}:{last['seq']}")
+    first = await again.next()
+    assert first is not None and first["type"] == "patch" and first["resumed"] is True
+    assert first["current_step"] == 2 and "status" not in first  # a patch, not the whole state
+    assert held is not None
+    expected = await cluster.get(a, "/api/jobs/job-a")
+    again.state = {**held, **{k: v for k, v in first.items() if k not in ("type", "resumed")}}
+    assert {k: v for k, v in again.state.items() if k not in ("epoch", "seq")} == {
+        k: v for k, v in expected.items() if k not in ("type", "epoch", "seq")
+    }
+
+
+async def test_a_lost_node_shows_its_running_jobs_stalled_until_it_returns(
+    cluster: Cluster,
+) -> None:
+    root = cluster.root("node-b")
+    write_job(root, "running-b", current_step=5)
+    write_job(root, "done-b", status="completed", final_loss=0.1)
+    write_job(cluster.root("node-a"), "job-a", current_step=1)
+    b = await cluster.start("node-b")
+    a = await cluster.start("node-a")
+    gateway = await cluster.start(None)
+    await wait_for(lambda: _has_jobs(cluster, gateway, {"running-b": "node-b", "job-a": "node-a"}))
+    client = await cluster.follow(gateway, "running-b")
+    await client.until(lambda s: s.get("current_step") == 5)
+
+    await cluster.kill(b)
+    state = await client.until(lambda s: s.get("stalled") is True, timeout=10)
+    assert state["stall_reason"] == "node lost" and state["current_step"] == 5
+    for sidecar in (gateway, a):
+        jobs = await cluster.jobs(sidecar)
+        assert jobs["running-b"]["stall_reason"] == "node lost"
+        assert jobs["done-b"]["status"] == "completed" and jobs["done-b"]["stalled"] is False
+        assert jobs["job-a"]["stalled"] is False
+    health = await cluster.get(gateway, "/healthz")
+    assert health["lost_nodes"] == ["node-b"] and health["nodes"]["node-b"] >= 1.5
+
+    await cluster.start("node-b")
+    state = await client.until(lambda s: s.get("stalled") is False, timeout=10)
+    assert "stall_reason" not in state and state["current_step"] == 5
+    assert (await cluster.get(gateway, "/healthz"))["lost_nodes"] == []
+
+
+async def test_bus_down_local_serving_goes_on_and_no_final_state_is_lost(
+    cluster: Cluster,
+) -> None:
+    root = cluster.root("node-a")
+    write_job(root, "job-a", current_step=1)
+    a = await cluster.start("node-a")
+    gateway = await cluster.start(None)
+    await wait_for(lambda: _has_jobs(cluster, gateway, {"job-a": "node-a"}), what="job-a")
+    local = await cluster.follow(a, "job-a")
+    relayed = await cluster.follow(gateway, "job-a")
+    for client in (local, relayed):
+        await client.until(lambda s: s.get("current_step") == 1)
+
+    cluster.redis.stop()
+    write_job(root, "job-a", current_step=2)
+    await local.until(lambda s: s.get("current_step") == 2)  # served as without Redis
+    for sidecar in (a, gateway):
+        await wait_for(
+            lambda s=sidecar: _bus(cluster, s, "down"), what=f"bus down on {sidecar.name}"
+        )
+    assert (await cluster.jobs(gateway))["job-a"]["current_step"] == 1  # the last state it had
+    write_job(root, "job-a", status="completed", final_loss=0.5)
+    assert await local.closed() == 1000
+
+    cluster.redis.start()  # a new, empty Redis
+    assert await relayed.closed(timeout=20) == 1000
+    assert relayed.state is not None and relayed.state["status"] == "completed"
+    assert relayed.state["final_loss"] == 0.5
+    for sidecar in (a, gateway):
+        await wait_for(lambda s=sidecar: _bus(cluster, s, "up"), what=f"bus up on {sidecar.name}")
+    log = await cluster.stop(a)
+    assert log.count("bus down") == 1, log
+    assert "bus up again" in log
+
+
+async def test_redis_restarted_empty_is_filled_again_and_nothing_goes_back(
+    cluster: Cluster,
+) -> None:
+    write_job(cluster.root("node-a"), "job-a", current_step=3)
+    write_job(cluster.root("node-b"), "job-b", status="completed", final_loss=0.2)
+    await cluster.start("node-a")
+    await cluster.start("node-b")
+    gateway = await cluster.start(None)
+    expected = {"job-a": "node-a", "job-b": "node-b"}
+    await wait_for(lambda: _has_jobs(cluster, gateway, expected), what="both jobs")
+    client = await cluster.follow(gateway, "job-a")  # asserts seq never goes back in an epoch
+    await client.until(lambda s: s.get("current_step") == 3)
+
+    cluster.redis.stop()
+    cluster.redis.start()
+    # Every node republishes: a gateway started now sees every job again.
+    late = await cluster.start(None)
+    await wait_for(lambda: _has_jobs(cluster, late, expected), timeout=15, what="republished")
+    keys = cluster.redis.client().keys("{progress-sidecar}:job:*")
+    assert len(keys) == 2
+    write_job(cluster.root("node-a"), "job-a", current_step=4)
+    await client.until(lambda s: s.get("current_step") == 4)
+    assert [m["type"] for m in client.messages] == ["snapshot", "patch"]
+
+
+async def test_a_gateway_started_late_knows_every_job_before_it_serves(cluster: Cluster) -> None:
+    for node in ("node-a", "node-b"):
+        for i in range(20):
+            write_job(cluster.root(node), f"{node}-job{i}", current_step=i)
+    await cluster.start("node-a")
+    await cluster.start("node-b")
+    first = await cluster.start(None)
+    await wait_for(lambda: _count(cluster, first, 40), what="40 jobs on the first gateway")
+    late = await cluster.start(None)
+    jobs = await cluster.jobs(late)  # the first request after it said it listens
+    assert len(jobs) == 40
+    assert jobs["node-b-job7"]["current_step"] == 7 and jobs["node-b-job7"]["node"] == "node-b"
+
+
+async def test_wrong_credentials_are_a_configuration_error(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    redis_server.stop()
+    locked = RedisServer(tmp_path, password="right-password")
+    locked.start()
+    try:
+        for url in (
+            f"redis://:wrong-password@127.0.0.1:{locked.port}/0",
+            f"redis://127.0.0.1:{locked.port}/0",
+        ):
+            process = await asyncio.create_subprocess_exec(
+                *_sidecar_command(tmp_path, url),
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+            )
+            _, err = await asyncio.wait_for(process.communicate(), 20)
+            assert process.returncode == 2, err
+            lines = err.decode().strip().splitlines()
+            assert len(lines) == 1 and "Redis refused the connection" in lines[0], lines
+            assert "wrong-password" not in err.decode() and "Traceback" not in err.decode()
+    finally:
+        locked.stop()
+
+
+async def test_the_password_never_shows(tmp_path: Path, redis_server: RedisServer) -> None:
+    redis_server.stop()
+    locked = RedisServer(tmp_path, password="s3cret-pass")
+    locked.start()
+    try:
+        process, _, port = await spawn_sidecar(
+            tmp_path, "--redis", locked.url, "--log-level", "debug"
+        )
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(f"http://127.0.0.1:{port}/healthz") as response,
+        ):
+            health = await response.text()
+        assert '"bus": "up"' in health and "s3cret" not in health
+        locked.stop()  # the bus goes down: its error lines must not show it either
+        await asyncio.sleep(0.5)
+        log = await stop_sidecar(process)
+        assert "bus down" in log and "s3cret" not in log
+    finally:
+        locked.stop()
+
+
+async def test_an_unreachable_redis_at_start_is_not_fatal(
+    cluster: Cluster, redis_server: RedisServer
+) -> None:
+    redis_server.stop()
+    write_job(cluster.root("node-a"), "job-a", current_step=1)
+    a = await cluster.start("node-a")
+    assert (await cluster.jobs(a))["job-a"]["current_step"] == 1
+    assert (await cluster.get(a, "/healthz"))["bus"] == "down"
+    redis_server.start()
+    await wait_for(lambda: _bus(cluster, a, "up"), timeout=15, what="bus up")
+    gateway = await cluster.start(None)
+    await wait_for(lambda: _has_jobs(cluster, gateway, {"job-a": "node-a"}), what="published")
+    log = await cluster.stop(a)
+    assert "bus unreachable at start" in log and "Traceback" not in log
+
+
+async def test_the_same_job_id_on_two_nodes_warns_once(cluster: Cluster) -> None:
+    write_job(cluster.root("node-a"), "twin", current_step=1)
+    write_job(cluster.root("node-b"), "twin", current_step=2)
+    a = await cluster.start("node-a")
+    b = await cluster.start("node-b")
+    gateway = await cluster.start(None)
+    for step in range(3, 6):
+        write_job(cluster.root("node-b"), "twin", current_step=step)
+        write_job(cluster.root("node-a"), "twin", current_step=step)
+        await asyncio.sleep(0.05)
+    await wait_for(lambda: _job_field(cluster, a, "twin", "current_step", 5), what="a's own")
+    assert (await cluster.jobs(a))["twin"]["node"] == "node-a"  # a node serves its own
+    assert (await cluster.jobs(b))["twin"]["node"] == "node-b"
+    assert (await cluster.jobs(gateway))["twin"]["node"] in ("node-a", "node-b")
+    log = await cluster.stop(a)
+    assert log.count("node node-b has a job of that id too") == 1, log
+    assert "Traceback" not in log
+
+
+async def test_redis_memory_stays_bounded(cluster: Cluster) -> None:
+    root = cluster.root("node-a")
+    write_job(root, "finished", status="completed")
+    write_job(root, "running", current_step=0)
+    await cluster.start("node-a")
+    redis = cluster.redis.client()
+    await wait_for(lambda: redis.exists("{progress-sidecar}:job:node-a/finished") == 1)
+    finished_ttl = redis.ttl("{progress-sidecar}:job:node-a/finished")
+    running_ttl = redis.ttl("{progress-sidecar}:job:node-a/running")
+    assert 23 * 3600 < finished_ttl <= 24 * 3600  # a finished job expires after a day
+    assert 6 * 24 * 3600 < running_ttl <= 7 * 24 * 3600  # a quiet one after a week
+    # The stream is capped (trimmed by Redis; the cap is checked in the bus's unit test).
+    info = redis.xinfo_stream("{progress-sidecar}:changes")
+    assert info["length"] >= 2
+
+
+async def _has_jobs(cluster: Cluster, sidecar: Sidecar, expected: dict[str, str]) -> bool:
+    jobs = await cluster.jobs(sidecar)
+    return all(job in jobs and jobs[job]["node"] == node for job, node in expected.items())
+
+
+async def _count(cluster: Cluster, sidecar: Sidecar, count: int) -> bool:
+    return len(await cluster.jobs(sidecar)) == count
+
+
+async def _job_field(cluster: Cluster, sidecar: Sidecar, job: str, key: str, value: Any) -> bool:
+    return (await cluster.jobs(sidecar)).get(job, {}).get(key) == value
+
+
+async def _bus(cluster: Cluster, sidecar: Sidecar, status: str) -> bool:
+    return bool((await cluster.get(sidecar, "/healthz"))["bus"] == status)
+
+
+def _history_length(client: StreamClient, length: int) -> Any:
+    async def enough() -> bool:
+        while client.history is None or len(client.history) < length:
+            if await client.next(timeout=10) is None:
+                return False
+        return len(client.history) == length
+
+    return enough
+
+
+def _sidecar_command(root: Path, url: str) -> list[str]:
+    import sys
+
+    return [sys.executable, "-m", "sidecar", "--root", str(root), "--port", "0", "--redis", url]
