@@ -58,6 +58,7 @@ class Publisher:
         backoff = Backoff()
         said_twin = False
         ttl = max(1, math.ceil(self.node_timeout))
+        announced = False
         while True:
             try:
                 async with self.redis.pipeline(transaction=False) as pipe:
@@ -71,12 +72,14 @@ class Publisher:
                 if before is None:
                     self._republish = True  # Redis is new or was emptied: tell it everything
                     self._wake.set()
-                elif before.decode() != self.hub.epoch and not said_twin:
+                elif before.decode() != self.hub.epoch and announced and not said_twin:
+                    # (Before this process's first announcement, it is its predecessor's.)
                     logger.warning(
                         "another sidecar announces itself as node %s: node names must be unique",
                         self.node,
                     )
                     said_twin = True
+                announced = True
                 backoff.reset()
                 await asyncio.sleep(HEARTBEAT_INTERVAL)
             except FAILURES as e:

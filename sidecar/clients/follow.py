@@ -14,7 +14,7 @@ import random
 import re
 import socket
 from collections.abc import AsyncIterator, Callable
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import aiohttp
 from yarl import URL
@@ -25,15 +25,20 @@ from sidecar.core.protocol import (
     ENVELOPE_KEYS,
     FINAL_CLOSE_CODES,
     LOG,
+    PATCH,
+    RESUMED,
     SNAPSHOT,
     UNAUTHORIZED,
     CloseCode,
+    is_epoch,
 )
+from sidecar.core.version import VersionId
 
 logger = logging.getLogger(__name__)
 
 LogCallback = Callable[[list[JSONObject], bool], None]
-"""Called with each batch of history entries, and whether it replaces all earlier ones."""
+"""Called with each batch of history entries, and whether it replaces all earlier ones (after a
+reconnection the first batch is the whole history again, and replaces them)."""
 
 RetryCallback = Callable[[int | None, str], None]
 """Called before each pause to reconnect, with the close code (None when no WebSocket opened)
@@ -111,16 +116,41 @@ def sidecar_url(url: str) -> str:
     return str(parsed.with_scheme(scheme)).rstrip("/")
 
 
-def ws_url(base_url: str, job_id: str, *, history: bool = False) -> str:
+def ws_url(
+    base_url: str, job_id: str, *, history: bool = False, since: VersionId | None = None
+) -> str:
     """``ws://host:port/ws/training/<job_id>`` for a sidecar at ``http://host:port``.
+
+    Args:
+        base_url: the sidecar.
+        job_id: the job.
+        history: ask for the metrics history (``history=1``).
+        since: the version ``(epoch, seq)`` of the state the client holds, to resume from
+            (``since=EPOCH:SEQ``).
 
     Raises:
         InvalidURL: ``base_url`` is not a sidecar's URL (see ``sidecar_url``).
     """
     base = sidecar_url(base_url)
     base = "ws" + base[len("http") :]
-    query = "?history=1" if history else ""
+    params = {}
+    if history:
+        params["history"] = "1"
+    if since is not None:
+        params["since"] = f"{since[0]}:{since[1]}"
+    query = "?" + urlencode(params, safe=":") if params else ""
     return f"{base}/ws/training/{quote(job_id, safe='')}{query}"
+
+
+def _version_of(message: JSONObject) -> VersionId | None:
+    """The ``(epoch, seq)`` a message names, if it names one a ``since`` can carry (a sidecar
+    before resumption sends no epoch)."""
+    epoch, seq = message.get("epoch"), message.get("seq")
+    if not isinstance(epoch, str) or not is_epoch(epoch):
+        return None
+    if not isinstance(seq, int) or isinstance(seq, bool) or not 0 <= seq < 10**18:
+        return None
+    return epoch, seq
 
 
 def _failure(error: BaseException) -> str:
@@ -169,7 +199,9 @@ async def follow_job(
     """Yield the job's whole state after each message, until a state with ``complete: true``.
 
     When the connection drops (or the sidecar restarts), it reconnects with exponential
-    backoff and jitter and starts again from a fresh snapshot. It gives up when
+    backoff and jitter, and resumes: it asks for the changes since the last state it had
+    (``since=EPOCH:SEQ``), which come as one patch, or as a fresh snapshot when the sidecar
+    no longer knows that state (a restarted sidecar). It gives up when
     ``give_up_after`` seconds pass without contact: from the start while no stream has been
     opened, from the drop once one was. Waiting for a job to appear (``wait_for_job``) has no
     limit: each "unknown job" answer is contact.
@@ -177,7 +209,9 @@ async def follow_job(
     Args:
         base_url: the sidecar, as ``http://host:port`` (``host:port``, https, ws and wss too).
         job_id: the job to follow.
-        on_log: receives history entries; asks for ``history=1`` when given.
+        on_log: receives history entries; asks for ``history=1`` when given. After a
+            reconnection the first call has the whole history again, with ``reset`` true: it
+            replaces what came before (see ``LogCallback``).
         on_retry: called before each pause to reconnect (see ``RetryCallback``).
         wait_for_job: keep trying while the job does not exist yet (4404 before any state);
             without it an unknown job raises at once.
@@ -199,12 +233,14 @@ async def follow_job(
         FollowError: the sidecar sent a message that is not a JSON object.
     """
     base = sidecar_url(base_url)
-    url = ws_url(base, job_id, history=on_log is not None)
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     loop = asyncio.get_running_loop()
     contact = loop.time()  # the give-up clock runs from here
     failures = 0
     seen_any = False
+    state: JSONObject | None = None  # the job's state, kept across connections to resume from
+    version: VersionId | None = None  # the version of ``state``, once a message named one
+    logged = False  # on_log has been called
     own = session is None
     http = session or aiohttp.ClientSession()
     try:
@@ -216,10 +252,11 @@ async def follow_job(
                 handshake = (
                     CONNECT_TIMEOUT if left is None else min(CONNECT_TIMEOUT, max(1.0, left))
                 )
+                url = ws_url(base, job_id, history=on_log is not None, since=version)
                 async with asyncio.timeout(handshake):
                     ws = await http.ws_connect(url, heartbeat=30, headers=headers)
                 async with ws:
-                    state: JSONObject | None = None
+                    first_state = first_log = True  # this connection's first messages
                     reason = "connection lost"
                     while True:
                         message = await ws.receive()
@@ -237,18 +274,29 @@ async def follow_job(
                         if not isinstance(data, dict):
                             raise FollowError("not a progress-sidecar stream: not a json object")
                         kind = data.get("type")
+                        named = _version_of(data)
+                        resumed = data.get(RESUMED) is True
                         for key in ENVELOPE_KEYS:
                             data.pop(key, None)
                         if kind == LOG:
                             if on_log is not None:
-                                on_log(data.get("entries", []), bool(data.get("reset")))
+                                # A connection's first log has the whole history: after a
+                                # reconnection it replaces what the earlier ones had.
+                                reset = bool(data.get("reset")) or (first_log and logged)
+                                on_log(data.get("entries", []), reset)
+                                first_log, logged = False, True
                             continue
+                        # A patch applies to the state held, but on a connection that does not
+                        # resume from it: there the first patch must say ``resumed``.
+                        onto = state if not first_state or (kind == PATCH and resumed) else None
                         state = (
                             data
-                            if kind == SNAPSHOT or state is None
-                            else apply_merge_patch(state, data)
+                            if kind == SNAPSHOT or onto is None
+                            else apply_merge_patch(onto, data)
                         )
                         assert isinstance(state, dict)
+                        version = named
+                        first_state = False
                         failures = 0
                         seen_any = streamed = True
                         yield state

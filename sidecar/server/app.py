@@ -32,7 +32,8 @@ BUS_READY_TIMEOUT = 10.0
 def create_app(settings: Settings) -> web.Application:
     """Build the sidecar for ``settings``; the watcher (and the bus) start with the app."""
     hub = JobHub(
-        node=settings.node,
+        # A gateway owns no job: no node's jobs may pass for its own.
+        node=settings.node if settings.root is not None else "",
         max_clients=settings.max_clients,
         max_clients_per_job=settings.max_clients_per_job,
         max_clients_per_address=settings.max_clients_per_address,
@@ -89,7 +90,7 @@ def _redis_bus(settings: Settings, hub: JobHub) -> Bus:
     return RedisBus(
         settings.redis_url,
         hub,
-        node=settings.node,
+        node=hub.node,
         publish=settings.root is not None,
         node_timeout=settings.node_timeout,
     )

@@ -260,9 +260,12 @@ async def serve(settings: Settings) -> None:
         await site.start()
         host, port = runner.addresses[0][:2]
         shown = f"[{host}]" if ":" in host else host
-        serving = f"jobs root {settings.root}" if settings.root is not None else "gateway"
-        if settings.redis_url is not None:
-            serving += f", node {settings.node}, cluster on Redis"
+        if settings.root is None:
+            serving = "gateway: every node's jobs, from Redis"
+        else:
+            serving = f"jobs root {settings.root}"
+            if settings.redis_url is not None:
+                serving += f", node {settings.node}, cluster on Redis"
         print(f"progress-sidecar listening on http://{shown}:{port} ({serving})", flush=True)
         await stop.wait()
         logger.info("shutting down")

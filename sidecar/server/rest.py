@@ -63,7 +63,9 @@ async def health(request: web.Request) -> web.Response:
     """Whether the sidecar is up, how it watches, and how much it serves."""
     watcher, bus = request.app.get(WATCHER), request.app.get(BUS)
     hub = request.app[HUB]
-    health: JSONObject = {"status": "ok", "node": hub.node}
+    health: JSONObject = {"status": "ok"}
+    if hub.node:
+        health["node"] = hub.node
     if watcher is not None:
         health.update(
             {

@@ -125,7 +125,7 @@ async def _catch_up(
         if not await client.send(log):
             return False
         metrics.send.messages[LOG] += 1
-    if version.seq != sent.seq:
+    if version is not sent:
         kind = SNAPSHOT if subscription.full else PATCH
         frame = version.snapshot_frame() if subscription.full else version.patch_frame(sent)
         metrics.send.coalesced += max(0, version.index - sent.index - 1)

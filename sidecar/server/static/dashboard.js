@@ -131,6 +131,13 @@
         const name = document.createElement("td");
         name.append(jobLink(id));
         cells.push(name);
+        const node = document.createElement("td");
+        const nodeName = document.createElement("span");
+        nodeName.className = "node";
+        nodeName.textContent = job.node || "–";
+        if (job.node) nodeName.title = job.node; // a long name is cut short: whole on hover
+        node.append(nodeName);
+        cells.push(node);
         const status = document.createElement("td");
         const badge = document.createElement("span");
         badge.className = "badge";
@@ -213,6 +220,7 @@
     ["gpu_util", "GPU utilisation", (s) => (typeof s.gpu_utilization_percent === "number" ? `${s.gpu_utilization_percent} %` : "–")],
     ["started", "Started", (s) => fmt.time(s.started_at)],
     ["updated", "Updated", (s) => fmt.time(s.timestamp)],
+    ["node", "Node", (s) => s.node || "–"],
     ["host", "Host / pid", (s) => (s.hostname ? `${s.hostname} / ${s.pid ?? "?"}` : "–")],
   ];
 

@@ -10,9 +10,11 @@
  *   client.start();
  *
  * It merges the snapshot and the JSON Merge Patches, reconnects with exponential backoff and
- * jitter (a fresh snapshot each time), falls back to polling GET /api/jobs/{id} after repeated
- * WebSocket failures (trying the WebSocket again now and then), and stops once the job is
- * complete. Protocol: docs/protocol.md.
+ * jitter, resuming each time from the last state it had (?since=EPOCH:SEQ: the sidecar answers
+ * with one patch from that state, or with a fresh snapshot when it no longer knows it), falls
+ * back to polling GET /api/jobs/{id} after repeated WebSocket failures (trying the WebSocket
+ * again now and then), and stops once the job is complete. The first onLog of each
+ * reconnection has the whole history again, with reset true. Protocol: docs/protocol.md.
  */
 (function (root) {
   "use strict";
@@ -30,6 +32,10 @@
   };
   // After these, asking again cannot help: the client stops.
   const FINAL_CLOSES = [CLOSE.INVALID_REQUEST, CLOSE.UNAUTHORIZED];
+  // The keys a job message adds to the job's state.
+  const ENVELOPE_KEYS = ["type", "epoch", "seq", "resumed"];
+  // An epoch a `since` can carry back (the server refuses others with 4400, for good).
+  const EPOCH = /^[0-9A-Za-z_-]{1,64}$/;
 
   function mergePatch(target, patch) {
     if (patch === null || typeof patch !== "object" || Array.isArray(patch)) return patch;
@@ -44,9 +50,16 @@
 
   function withoutEnvelope(message) {
     const fields = Object.assign({}, message);
-    delete fields.type;
-    delete fields.seq;
+    for (const key of ENVELOPE_KEYS) delete fields[key];
     return fields;
+  }
+
+  /** The `EPOCH:SEQ` of the state a message brings; null when it names none (older sidecars). */
+  function versionOf(message) {
+    const { epoch, seq } = message;
+    if (typeof epoch !== "string" || !EPOCH.test(epoch)) return null;
+    if (!Number.isSafeInteger(seq) || seq < 0) return null;
+    return `${epoch}:${seq}`;
   }
 
   class ProgressClient {
@@ -72,6 +85,8 @@
       if (!this.options.jobId) throw new Error("jobId is required");
       this.base = (this.options.url || root.location.origin).replace(/\/+$/, "");
       this.state = null;
+      this.version = null; // the EPOCH:SEQ of this.state, to resume from
+      this.logged = false; // onLog has been called
       this.mode = "idle";
       this.failures = 0;
       this.ws = null;
@@ -106,6 +121,7 @@
       const url = new URL(`${this.base}/ws/training/${encodeURIComponent(this.options.jobId)}`);
       url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
       if (this.options.onLog) url.searchParams.set("history", "1");
+      if (this.state && this.version) url.searchParams.set("since", this.version);
       return url.toString();
     }
 
@@ -124,20 +140,33 @@
       }
       this.ws = ws;
       let opened = false;
+      let firstState = true; // this connection's first state and first log are still to come
+      let firstLog = true;
       ws.onopen = () => {
         opened = true;
       };
       ws.onmessage = (event) => {
         const message = JSON.parse(event.data);
         if (message.type === MESSAGE.LOG) {
-          if (this.options.onLog) this.options.onLog(message.entries, Boolean(message.reset));
+          if (this.options.onLog) {
+            // A connection's first log has the whole history: after a reconnection it replaces
+            // what the earlier ones brought.
+            const reset = Boolean(message.reset) || (firstLog && this.logged);
+            firstLog = false;
+            this.logged = true;
+            this.options.onLog(message.entries, reset);
+          }
           return;
         }
         this.failures = 0;
         this.polling = false;
         if (this.mode !== "live") this._status("live");
         const fields = withoutEnvelope(message);
-        this.state = message.type === MESSAGE.PATCH && this.state ? mergePatch(this.state, fields) : fields;
+        // A patch applies to the state held; a connection's first one only if it resumes it.
+        const onto = firstState && message.resumed !== true ? null : this.state;
+        this.state = message.type === MESSAGE.PATCH && onto ? mergePatch(onto, fields) : fields;
+        this.version = versionOf(message);
+        firstState = false;
         this._emit();
       };
       ws.onclose = (event) => {
@@ -183,7 +212,9 @@
           return;
         }
         if (response.ok) {
-          this.state = withoutEnvelope(await response.json());
+          const job = await response.json();
+          this.state = withoutEnvelope(job);
+          this.version = versionOf(job); // the body of a snapshot message: it names its version
           this._emit();
           if (this.state.complete) return this._complete();
         }

@@ -136,6 +136,16 @@ async def test_every_sidecar_serves_every_job_of_every_node(cluster: Cluster) ->
     assert relayed.state == direct.state == other.state
 
 
+async def test_a_gateway_on_a_nodes_machine_serves_that_nodes_jobs(cluster: Cluster) -> None:
+    """Both take the host name as their node name by default: the gateway owns no job."""
+    write_job(cluster.root("node-a"), "job-a", current_step=1)
+    await cluster.start("node-a")
+    gateway = await cluster.start(None, "--node", "node-a")
+    await wait_for(lambda: _has_jobs(cluster, gateway, {"job-a": "node-a"}), what="job-a")
+    health = await cluster.get(gateway, "/healthz")
+    assert "node" not in health and set(health["nodes"]) == {"node-a"}
+
+
 async def test_history_of_another_nodes_job(cluster: Cluster) -> None:
     root = cluster.root("node-a")
     write_job(root, "job-a", current_step=2)
@@ -193,11 +203,15 @@ async def test_a_lost_node_shows_its_running_jobs_stalled_until_it_returns(
     gateway = await cluster.start(None)
     await wait_for(lambda: _has_jobs(cluster, gateway, {"running-b": "node-b", "job-a": "node-a"}))
     client = await cluster.follow(gateway, "running-b")
-    await client.until(lambda s: s.get("current_step") == 5)
+    # Clients served by their own sender (history, whole states) see it as the others do.
+    others = [await cluster.follow(gateway, "running-b", q) for q in ("history=1", "format=full")]
+    for each in (client, *others):
+        await each.until(lambda s: s.get("current_step") == 5)
 
     await cluster.kill(b)
-    state = await client.until(lambda s: s.get("stalled") is True, timeout=10)
-    assert state["stall_reason"] == "node lost" and state["current_step"] == 5
+    for each in (client, *others):
+        state = await each.until(lambda s: s.get("stalled") is True, timeout=10)
+        assert state["stall_reason"] == "node lost" and state["current_step"] == 5
     for sidecar in (gateway, a):
         jobs = await cluster.jobs(sidecar)
         assert jobs["running-b"]["stall_reason"] == "node lost"

@@ -14,6 +14,7 @@ from sidecar.core.codec import encode
 from sidecar.core.contract import JOB_ID_PATTERN
 from sidecar.core.protocol import (
     CLOSES,
+    ENVELOPE_KEYS,
     FINAL_CLOSE_CODES,
     JOBS_LIST_MESSAGE_TYPES,
     MESSAGE_TYPES,
@@ -111,6 +112,12 @@ def test_js_client_lists_the_protocols_message_types_and_close_codes() -> None:
     final = re.search(r"const FINAL_CLOSES = \[(.*?)\];", source)
     assert final, "no FINAL_CLOSES in the client"
     assert set(re.findall(r"CLOSE\.(\w+)", final.group(1))) == {c.name for c in FINAL_CLOSE_CODES}
+
+
+def test_js_client_strips_the_protocols_envelope_keys() -> None:
+    keys = re.search(r"const ENVELOPE_KEYS = \[(.*?)\];", JS_CLIENT.read_text())
+    assert keys, "no ENVELOPE_KEYS in the client"
+    assert re.findall(r'"(\w+)"', keys.group(1)) == list(ENVELOPE_KEYS)
 
 
 def test_js_client_uses_its_tables_not_literals() -> None:

@@ -13,6 +13,7 @@ import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from aiohttp import web
@@ -26,7 +27,7 @@ from playwright.async_api import (
 )
 
 from tests.conftest import Sidecar, StartSidecar
-from tests.helpers import write_atomic
+from tests.helpers import wait_for, write_atomic
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_FLAGS = [
@@ -312,3 +313,122 @@ async def test_the_client_falls_back_to_polling_and_comes_back(
     await expect(page.locator("#connection")).to_have_text("live", timeout=15000)
     write_atomic(jobs_root / "j" / "progress.json", running(3))
     await expect(page.locator("[data-field=step] dd")).to_have_text("3 / 100", timeout=2000)
+
+
+async def test_the_node_shows_in_the_list_and_in_the_job_view(
+    jobs_root: Path, start_sidecar: StartSidecar, browser: Browser
+) -> None:
+    """A Node column after Job, from each summary's ``node`` (a lone sidecar's is its host
+    name), and the node among the job's facts; a long name is cut short, whole on hover."""
+    write_atomic(jobs_root / "a" / "progress.json", running(10))
+    sidecar = await start_sidecar()
+    _, listing = await sidecar.get_json("/api/jobs")
+    node = listing["jobs"][0]["node"]
+    assert node == socket.gethostname()
+    watched = await open_page(browser, sidecar.url("/"))
+    page = watched.page
+    await expect(page.locator("#jobs thead th")).to_have_text(
+        ["Job", "Node", "Status", "Progress", "Step", "Loss", "ETA", "Updated"]
+    )
+    cell = page.locator("tr[data-job=a] td").nth(1)
+    await expect(cell).to_have_text(node, timeout=5000)
+    await page.click("a[href='#job=a']")
+    await expect(page.locator("[data-field=node] dd")).to_have_text(node, timeout=5000)
+    await expect(page.locator("[data-field=node] dt")).to_have_text("Node")
+    assert watched.errors == []
+
+    long = "gpu-node-0042.training-cluster.europe-west4.example.internal"
+    other = await start_sidecar(node=long)
+    watched = await open_page(browser, other.url("/"))
+    name = watched.page.locator("tr[data-job=a] .node")
+    await expect(name).to_have_text(long, timeout=5000)
+    await expect(name).to_have_attribute("title", long)
+    box = await name.bounding_box()
+    assert box is not None and box["width"] <= 9 * 16  # 9rem
+    assert await name.evaluate("span => span.scrollWidth > span.clientWidth")  # cut short
+    assert watched.errors == []
+
+
+RESUMING_CLIENT = """() => {
+  window.states = [];
+  window.logs = [];
+  window.kept = []; // the history, as a chart keeps it
+  window.follower = new ProgressClient({
+    jobId: "j",
+    onState: (state) => states.push(state),
+    onLog: (entries, reset) => {
+      const steps = entries.map((entry) => entry.step);
+      logs.push([steps, reset]);
+      kept = reset ? steps : kept.concat(steps);
+    },
+  }).start();
+}"""
+
+
+async def test_the_client_resumes_after_a_drop_and_replaces_the_history(
+    jobs_root: Path, start_sidecar: StartSidecar, browser: Browser
+) -> None:
+    """The sidecar runs on, the page's connection drops (closed server-side by a proxy) while
+    the job moves on: the client reconnects with ``since`` = the epoch and seq of the last
+    state it applied, merges the ``resumed`` patch it gets, keeps the envelope out of the
+    state, and takes the reconnection's first log (the whole history) as a reset."""
+    job = jobs_root / "j"
+    write_atomic(job / "progress.json", running(1, loss=2.0))
+    (job / "metrics.jsonl").write_text('{"step": 1, "loss": 2.0}\n')
+    sidecar = await start_sidecar()
+    page = await browser.new_page()
+    watched = Watched(page)
+    links: list[dict[str, Any]] = []  # each connection: its URL, what reached the page, its route
+
+    async def route(ws: WebSocketRoute) -> None:
+        link: dict[str, Any] = {"url": ws.url, "delivered": [], "route": ws, "held": False}
+        links.append(link)
+        server = ws.connect_to_server()
+
+        def relay(message: str | bytes) -> None:
+            if not link["held"]:
+                link["delivered"].append(json.loads(message))
+                ws.send(message)
+
+        server.on_message(relay)
+
+    await page.route_web_socket(re.compile(r"/ws/training/"), route)
+    await page.goto(sidecar.url("/"))
+    await page.evaluate(RESUMING_CLIENT)
+    await page.wait_for_function("() => states.at(-1)?.current_step === 1 && kept.length")
+    write_atomic(job / "progress.json", running(2, loss=1.5))
+    with open(job / "metrics.jsonl", "a") as f:
+        f.write('{"step": 2, "loss": 1.5}\n')
+    await page.wait_for_function("() => states.at(-1)?.current_step === 2 && kept.join() === '1,2'")
+    first = links[0]
+    last = [m for m in first["delivered"] if m["type"] != "log"][-1]
+    assert last["current_step"] == 2
+    # Nothing more reaches the page on this connection; the job moves on meanwhile.
+    first["held"] = True
+    write_atomic(job / "progress.json", running(3, eval_loss=1.2))
+    with open(job / "metrics.jsonl", "a") as f:
+        f.write('{"step": 3, "loss": 1.0}\n')
+
+    async def sidecar_is_at_step_3() -> bool:
+        _, state = await sidecar.get_json("/api/jobs/j")
+        _, logged = await sidecar.get_json("/api/jobs/j/history")
+        return state["current_step"] == 3 and len(logged["entries"]) == 3
+
+    await wait_for(sidecar_is_at_step_3, what="the sidecar to read step 3")
+    logged_before = await page.evaluate("() => logs.length")
+    await first["route"].close(code=1001, reason="dropped by a proxy")
+    await page.wait_for_function(
+        "() => states.at(-1)?.current_step === 3 && kept.join() === '1,2,3'"
+    )
+    second = links[-1]
+    query = parse_qs(urlsplit(second["url"]).query)
+    assert query == {"history": ["1"], "since": [f"{last['epoch']}:{last['seq']}"]}
+    resumed = second["delivered"][0]
+    assert (resumed["type"], resumed.get("resumed"), resumed["loss"]) == ("patch", True, None)
+    state = await page.evaluate("() => states.at(-1)")
+    _, rest = await sidecar.get_json("/api/jobs/j")
+    assert state == {k: v for k, v in rest.items() if k not in ("type", "epoch", "seq", "resumed")}
+    assert "loss" not in state and state["eval_loss"] == 1.2
+    logs = await page.evaluate("() => logs")
+    assert logs[logged_before] == [[1, 2, 3], True]  # the whole history, as a reset
+    assert watched.errors == []
