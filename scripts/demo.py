@@ -278,13 +278,45 @@ async def start_jobs(
     jobs.append(await start_job(*bad, "--max-steps", str(steps), "--fail-at-step", fail_at))
 
 
-def print_follow(url: str, good: str, bad: str, tail_command: Callable[[str], str]) -> None:
+def print_follow(url: str, good: str, bad: str) -> None:
     ws = url.replace("http", "ws", 1)
     print(f"  live stream:   {ws}/ws/training/{good}?history=1")
     print(
         f"  REST:          {url}/api/jobs   {url}/api/jobs/{good}   {url}/api/jobs/{good}/history"
     )
-    print(f"  in a terminal: {tail_command(bad)}\n", flush=True)
+    print(f"  in a terminal: {tail_command(url, bad)}\n", flush=True)
+
+
+async def follow_then_serve(
+    url: str,
+    good: str,
+    bad: str,
+    jobs: Sequence[Process],
+    folders: str,
+    serving: str,
+    once: bool,
+    interrupts: Interrupts,
+) -> int:
+    """Show the good job live until both trainers end, then (unless ``once``) keep serving
+    until Ctrl-C; 0 when the jobs ended as they should (one completed, one failed)."""
+    print_follow(url, good, bad)
+    tailed = await tail(url, good, out=sys.stdout)
+    codes = [await job.wait() for job in jobs]
+    print(
+        f"\n{good}: trainer exited {codes[0]}; {bad}: trainer exited {codes[1]} (its error is in {url}/api/jobs/{bad})"
+    )
+    print(f"this run's jobs, each with its trainer.log: {folders}")
+    if not once:
+        print(f"{serving}; meanwhile:")
+        print(f"  dashboard:     {url}/")
+        print(f"  in a terminal: {tail_command(url, good)}")
+        print("Ctrl-C to stop", flush=True)
+        await interrupts.serve()
+    return 0 if tailed == 0 and codes[0] == 0 and codes[1] == 1 else 1
+
+
+def tail_command(url: str, job_id: str) -> str:
+    return f"{sidecar_command()} tail {job_id} --url {url}"
 
 
 def chosen_port(url: str, port: int) -> str:
@@ -306,31 +338,14 @@ async def demo(
     assert sidecar.stderr is not None
     relaying = asyncio.create_task(relay(sidecar.stderr))
     jobs: list[Process] = []
-    sidecar_cli = sidecar_command()
-
-    def tail_command(job_id: str) -> str:
-        return f"{sidecar_cli} tail {job_id} --url {url}"
-
     try:
         print(f"sidecar at {url}{chosen_port(url, port)}, watching {shown(root)}")
         print(f"  dashboard:     {url}/")
         await start_jobs((root, good), (root, bad), steps, jobs)
         print(f"two training jobs: {good} (runs to the end) and {bad} (fails at a third)")
-        print_follow(url, good, bad, tail_command)
-        tailed = await tail(url, good, out=sys.stdout)
-        codes = [await job.wait() for job in jobs]
-        print(
-            f"\n{good}: trainer exited {codes[0]}; {bad}: trainer exited {codes[1]} (its error is in {url}/api/jobs/{bad})"
-        )
-        print(f"this run's jobs, each with its trainer.log: {shown(root)}")
-        ok = tailed == 0 and codes[0] == 0 and codes[1] == 1
-        if not once:
-            print(f"the sidecar keeps serving at {url}; meanwhile:")
-            print(f"  dashboard:     {url}/")
-            print(f"  in a terminal: {tail_command(good)}")
-            print("Ctrl-C to stop", flush=True)
-            await interrupts.serve()
-        return 0 if ok else 1
+        folders = shown(root)
+        serving = f"the sidecar keeps serving at {url}"
+        return await follow_then_serve(url, good, bad, jobs, folders, serving, once, interrupts)
     finally:
         interrupts.stopping()
         await stop(jobs)
@@ -375,7 +390,6 @@ async def cluster_demo(
     jobs: list[Process] = []
     tasks: list[asyncio.Task[None]] = []
     created: list[Path] = []
-    sidecar_cli = sidecar_command()
     try:
         process, redis_url, reading = await start_redis(redis_server)
         redis.append(process)
@@ -394,10 +408,6 @@ async def cluster_demo(
         for name, process in zip((GATEWAY, *NODES), (*gateway, *nodes), strict=True):
             assert process.stderr is not None
             tasks.append(asyncio.create_task(relay(process.stderr, f"[{name}] ")))
-
-        def tail_command(job_id: str) -> str:
-            return f"{sidecar_cli} tail {job_id} --url {url}"
-
         print(
             f"gateway at {url}{chosen_port(url, port)}, serving the jobs of {' and '.join(NODES)}"
         )
@@ -412,21 +422,9 @@ async def cluster_demo(
             f"two training jobs: {good} on {good_node} (runs to the end) and {bad} on {bad_node} "
             "(fails at a third)"
         )
-        print_follow(url, good, bad, tail_command)
-        tailed = await tail(url, good, out=sys.stdout)
-        codes = [await job.wait() for job in jobs]
-        print(
-            f"\n{good}: trainer exited {codes[0]}; {bad}: trainer exited {codes[1]} (its error is in {url}/api/jobs/{bad})"
-        )
-        print(f"this run's jobs, each with its trainer.log: {shown(good_root)}, {shown(bad_root)}")
-        ok = tailed == 0 and codes[0] == 0 and codes[1] == 1
-        if not once:
-            print(f"the cluster keeps serving, the gateway at {url}; meanwhile:")
-            print(f"  dashboard:     {url}/")
-            print(f"  in a terminal: {tail_command(good)}")
-            print("Ctrl-C to stop", flush=True)
-            await interrupts.serve()
-        return 0 if ok else 1
+        folders = f"{shown(good_root)}, {shown(bad_root)}"
+        serving = f"the cluster keeps serving, the gateway at {url}"
+        return await follow_then_serve(url, good, bad, jobs, folders, serving, once, interrupts)
     finally:
         interrupts.stopping()
         for tier in (jobs, nodes, gateway, redis):

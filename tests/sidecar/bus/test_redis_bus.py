@@ -27,8 +27,10 @@ async def test_the_stream_is_trimmed_and_history_capped(redis_server: RedisServe
             hub.apply(HistoryLines("n", "j", lines))
             await asyncio.sleep(0.002)
         await wait_for(
-            lambda: wire.decode(redis.get(wire.job_key("n", "j")) or b"").state.document["step"]  # type: ignore[union-attr]
-            == 599,
+            lambda: (
+                wire.decode(redis.get(wire.job_key("n", "j")) or b"").state.document["step"]  # type: ignore[union-attr]
+                == 599
+            ),
             what="the last state in Redis",
         )
         info = redis.xinfo_stream(wire.CHANGES)
