@@ -73,7 +73,8 @@ def create_app(settings: Settings) -> web.Application:
     if settings.redis_url is not None:
         app[BUS] = _redis_bus(settings, hub)
     watcher = app.get(WATCHER)
-    app[METRICS] = Metrics(hub, watcher.stats if watcher is not None else WatchStats())
+    stats = watcher.stats if watcher is not None else WatchStats()
+    app[METRICS] = Metrics(hub, stats, app.get(BUS))
     app.router.add_get("/ws/training/{job_id}", training_stream.training_socket)
     app.router.add_get("/ws/jobs", jobs_stream.jobs_socket)
     dashboard.add_routes(app)

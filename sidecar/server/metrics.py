@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from sidecar.bus.interface import Bus
 from sidecar.core.hub import JobHub
 from sidecar.files.stats import WatchStats
 
@@ -24,7 +25,7 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 class Metrics:
     """Every metric of one sidecar (see docs/protocol.md#metrics)."""
 
-    def __init__(self, hub: JobHub, watch: WatchStats) -> None:
+    def __init__(self, hub: JobHub, watch: WatchStats, bus: Bus | None = None) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.watch = watch
         self.send = SendStats()
@@ -34,15 +35,15 @@ class Metrics:
             buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
             registry=self.registry,
         )
-        self.registry.register(_Figures(hub, watch, self.send))
+        self.registry.register(_Figures(hub, watch, self.send, bus))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
 
 
 class _Figures(Collector):
-    def __init__(self, hub: JobHub, watch: WatchStats, send: SendStats) -> None:
-        self.hub, self.watch, self.send = hub, watch, send
+    def __init__(self, hub: JobHub, watch: WatchStats, send: SendStats, bus: Bus | None) -> None:
+        self.hub, self.watch, self.send, self.bus = hub, watch, send, bus
 
     def collect(self) -> Iterator[Metric]:
         yield GaugeMetricFamily("sidecar_jobs", "Jobs known.", value=len(self.hub))
@@ -91,6 +92,15 @@ class _Figures(Collector):
             "stat() calls those scans made on jobs (no file is read).",
             value=self.watch.scan_stats,
         )
+        if self.bus is not None:
+            yield GaugeMetricFamily(
+                "sidecar_bus_up", "1 while Redis answers (cluster mode).", value=int(self.bus.up)
+            )
+            yield GaugeMetricFamily(
+                "sidecar_nodes_lost",
+                "Nodes silent for --node-timeout (cluster mode).",
+                value=len(self.hub.lost_nodes),
+            )
 
 
 @dataclass

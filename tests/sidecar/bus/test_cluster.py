@@ -219,6 +219,9 @@ async def test_a_lost_node_shows_its_running_jobs_stalled_until_it_returns(
         assert jobs["job-a"]["stalled"] is False
     health = await cluster.get(gateway, "/healthz")
     assert health["lost_nodes"] == ["node-b"] and health["nodes"]["node-b"] >= 1.5
+    async with cluster.session.get(gateway.url("/metrics")) as response:
+        metrics = await response.text()
+    assert "sidecar_nodes_lost 1.0" in metrics and "sidecar_bus_up 1.0" in metrics
 
     await cluster.start("node-b")
     state = await client.until(lambda s: s.get("stalled") is False, timeout=10)

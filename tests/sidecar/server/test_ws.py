@@ -543,7 +543,7 @@ async def test_resuming_from_an_unknown_version_gets_a_snapshot(
     assert first is not None and first["type"] == "snapshot" and "resumed" not in first
 
 
-@pytest.mark.parametrize("since", ["", "abc", "e:", ":1", "e:-1", "e:1.5", "e/x:1", "e:１"])
+@pytest.mark.parametrize("since", ["", "abc", "e:", ":1", "e:-1", "e:1.5", "e/x:1", "e:\uff11"])
 async def test_a_malformed_since_closes_with_4400(
     jobs_root: Path, start_sidecar: StartSidecar, since: str
 ) -> None:
