@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Final
 
 import redis.asyncio as aioredis
@@ -27,14 +27,14 @@ FAILURES = (RedisError, OSError)
 """What a Redis command raises when Redis is down, restarting or unreachable."""
 
 
-def connect(url: str, *, retries: int = 0) -> aioredis.Redis:
-    """A client for ``url``. The bus retries when Redis is down; ``retries`` is for a
-    connection found broken when a command is sent (Redis restarted while it was idle)."""
+def connect(url: str) -> aioredis.Redis:
+    """A client for ``url``. It never sends a command again by itself: the bus retries, after
+    dropping every connection (a transaction sent twice would append history twice)."""
     client: aioredis.Redis = aioredis.Redis.from_url(
         url,
         socket_connect_timeout=CONNECT_TIMEOUT,
         socket_timeout=SOCKET_TIMEOUT,
-        retry=Retry(NoBackoff(), retries),
+        retry=Retry(NoBackoff(), 0),
     )
     return client
 
@@ -71,33 +71,57 @@ class Backoff:
         self.delay = MIN_BACKOFF
 
 
+READING: Final = "reading"
+WRITING: Final = "writing"
+
+
 class Link:
-    """Whether Redis answers, as the bus's tasks find out; the log hears of each change once.
+    """Whether Redis answers, as the bus's tasks find out: up while every part that uses it
+    (``READING``, ``WRITING``) last succeeded; the log hears of each change once.
 
     Args:
-        on_up: called when Redis answers again after it did not.
+        on_up: called when Redis answers every part again after it did not.
+        clients: dropped (their connections) whenever a part fails, so that no part finds a
+            stale connection when Redis is back.
     """
 
-    def __init__(self, on_up: Callable[[], None]) -> None:
-        self.up = False
+    def __init__(self, on_up: Callable[[], None], clients: Sequence[aioredis.Redis]) -> None:
         self.ready = asyncio.Event()
         """Set once every job of the cluster has been read, or Redis found unreachable."""
         self._on_up = on_up
+        self._clients = clients
+        self._failing: set[str] = {READING}  # until the first read
         self._down_said = False
 
-    def answered(self) -> None:
-        if not self.up:
-            self.up = True
+    @property
+    def up(self) -> bool:
+        return not self._failing
+
+    @property
+    def reading(self) -> bool:
+        """Whether the stream is read now (the other nodes can be heard)."""
+        return READING not in self._failing
+
+    def answered(self, part: str) -> None:
+        if part not in self._failing:
+            return
+        self._failing.discard(part)
+        if not self._failing:
             self._on_up()
             if self._down_said:
                 logger.info("bus up again: Redis answers")
                 self._down_said = False
 
-    def failed(self, error: BaseException) -> None:
-        was_up, self.up = self.up, False
+    async def failed(self, part: str, error: BaseException) -> None:
+        self._failing.add(part)
         if not self._down_said:
-            what = "bus down" if was_up or self.ready.is_set() else "bus unreachable at start"
+            what = "bus down" if self.ready.is_set() else "bus unreachable at start"
             reason = str(error) or type(error).__name__
-            logger.warning("%s: %s; serving what is known, retrying with backoff", what, reason)
+            logger.warning(
+                "%s (%s): %s; serving what is known, retrying with backoff", what, part, reason
+            )
             self._down_said = True
         self.ready.set()
+        for client in self._clients:
+            with contextlib.suppress(*FAILURES):
+                await client.connection_pool.disconnect()

@@ -10,6 +10,7 @@ whether Redis lost what it was told (restarted empty): then everything is writte
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import math
 from typing import Any, Final
@@ -18,13 +19,18 @@ import redis.asyncio as aioredis
 
 from sidecar.bus import wire
 from sidecar.bus.defaults import FINISHED_TTL, HEARTBEAT_INTERVAL, RUNNING_TTL, STREAM_LENGTH
-from sidecar.bus.link import FAILURES, Backoff, Link
+from sidecar.bus.link import FAILURES, WRITING, Backoff, Link
 from sidecar.core.hub import JobHub
+from sidecar.core.state import JobState
 
 logger = logging.getLogger(__name__)
 
 HISTORY_CHUNK: Final = 500
 """History entries per stream entry."""
+BATCH_JOBS: Final = 100
+BATCH_ENTRIES: Final = 5000
+"""At most this many jobs and history entries per transaction: a republication of everything
+goes out in pieces, and the event loop runs between them."""
 
 
 class Publisher:
@@ -49,6 +55,7 @@ class Publisher:
         self.stream_length = stream_length
         self.finished_ttl = finished_ttl
         self._republish = False
+        self._swept = False
         self._wake = asyncio.Event()
         self._published: set[str] = set()
         self._cursors: dict[str, wire.HistoryMark] = {}
@@ -56,35 +63,32 @@ class Publisher:
     async def announce(self) -> None:
         """Say this node is alive, and find out whether Redis lost what it was told."""
         backoff = Backoff()
-        said_twin = False
+        said_twin = announced = False
         ttl = max(1, math.ceil(self.node_timeout))
-        announced = False
         while True:
             try:
                 async with self.redis.pipeline(transaction=False) as pipe:
                     pipe.set(wire.node_key(self.node), self.hub.epoch, ex=ttl, get=True)
-                    pipe.xadd(
-                        wire.CHANGES,
-                        {wire.FIELD: wire.heartbeat_message(self.node, self.hub.epoch)},
-                        maxlen=self.stream_length,
-                    )
+                    self._xadd(pipe, wire.heartbeat_message(self.node, self.hub.epoch))
                     before, _ = await pipe.execute()
-                if before is None:
-                    self._republish = True  # Redis is new or was emptied: tell it everything
-                    self._wake.set()
-                elif before.decode() != self.hub.epoch and announced and not said_twin:
-                    # (Before this process's first announcement, it is its predecessor's.)
-                    logger.warning(
-                        "another sidecar announces itself as node %s: node names must be unique",
-                        self.node,
-                    )
-                    said_twin = True
-                announced = True
-                backoff.reset()
-                await asyncio.sleep(HEARTBEAT_INTERVAL)
             except FAILURES as e:
-                self.link.failed(e)
+                await self.link.failed(WRITING, e)
                 await asyncio.sleep(backoff.next())
+                continue
+            if before is None:
+                self._republish = True  # Redis is new or was emptied: tell it everything
+                self._wake.set()
+            elif before.decode() != self.hub.epoch and announced and not said_twin:
+                # (Before this process's first announcement, it is its predecessor's.)
+                logger.warning(
+                    "another sidecar announces itself as node %s: node names must be unique",
+                    self.node,
+                )
+                said_twin = True
+            announced = True
+            self.link.answered(WRITING)
+            backoff.reset()
+            await asyncio.sleep(HEARTBEAT_INTERVAL)
 
     async def run(self) -> None:
         """Write what changes to Redis, until cancelled."""
@@ -110,41 +114,76 @@ class Publisher:
                 histories |= watch.history_changed
                 watch.history_changed.clear()
                 if self._republish:
-                    self._republish = False
+                    self._republish = self._swept = False
                     self._cursors.clear()
                     states |= {s.job_id for s in self.hub.states()} | self._published
                     histories |= states
                 try:
+                    if not self._swept:
+                        states |= await self._stale_jobs()
+                        self._swept = True
                     await self._write(states, histories)
                 except FAILURES as e:
-                    self.link.failed(e)
+                    await self.link.failed(WRITING, e)
                     await asyncio.sleep(backoff.next())
                     continue
-                states, histories = set(), set()
+                self.link.answered(WRITING)
                 backoff.reset()
         finally:
             self.hub.unwatch_jobs(watch)
 
-    async def _write(self, states: set[str], histories: set[str]) -> None:
-        """Write the latest state of ``states`` and what is new of ``histories``, in one
-        transaction; nothing is counted as written unless it all was."""
-        cursors = dict(self._cursors)
-        published = set(self._published)
-        async with self.redis.pipeline(transaction=True) as pipe:
-            for job_id in states:
-                self._write_state(pipe, job_id, published)
-            for job_id in histories:
-                self._write_history(pipe, job_id, cursors)
-            if not pipe.command_stack:
-                return
-            await pipe.execute()
-        self._cursors, self._published = cursors, published
+    async def _stale_jobs(self) -> set[str]:
+        """This node's jobs that Redis has and this node has not (they went while no sidecar
+        of this node ran): they are written as gone."""
+        prefix = wire.job_key(self.node, "")
+        known: set[str] = set()
+        async for key in self.redis.scan_iter(match=prefix + "*", count=1000):
+            known.add(key.decode().removeprefix(prefix))
+        stale = {job_id for job_id in known if self._own(job_id) is None}
+        self._published |= stale
+        return stale
 
-    def _write_state(self, pipe: Any, job_id: str, published: set[str]) -> None:
-        state, version = self.hub.get(job_id), self.hub.version(job_id)
-        if state is None or version is None or state.node != self.node:
+    def _own(self, job_id: str) -> JobState | None:
+        state = self.hub.get(job_id)
+        return state if state is not None and state.node == self.node else None
+
+    async def _write(self, states: set[str], histories: set[str]) -> None:
+        """Write the latest state of ``states`` and what is new of ``histories``, a batch a
+        transaction; what is written leaves the sets, and nothing counts as written unless
+        its whole batch was."""
+        while states or histories:
+            cursors = dict(self._cursors)
+            published = set(self._published)
+            batch_states = set(itertools.islice(states, BATCH_JOBS))
+            batch_histories: set[str] = set()
+            entries = 0
+            async with self.redis.pipeline(transaction=True) as pipe:
+                for job_id in batch_states:
+                    self._write_state(pipe, job_id, published, cursors)
+                for job_id in list(histories):
+                    if len(batch_histories) >= BATCH_JOBS or entries >= BATCH_ENTRIES:
+                        break
+                    batch_histories.add(job_id)
+                    entries += self._write_history(pipe, job_id, cursors)
+                if pipe.command_stack:
+                    await pipe.execute()
+            self._cursors, self._published = cursors, published
+            states -= batch_states
+            histories -= batch_histories
+            await asyncio.sleep(0)  # let the clients be served between two batches
+
+    def _write_state(
+        self,
+        pipe: Any,
+        job_id: str,
+        published: set[str],
+        cursors: dict[str, wire.HistoryMark],
+    ) -> None:
+        state, version = self._own(job_id), self.hub.version(job_id)
+        if state is None or version is None:
             if job_id in published:
                 published.discard(job_id)
+                cursors.pop(job_id, None)
                 self._xadd(pipe, wire.gone_message(self.node, job_id))
                 pipe.delete(
                     wire.job_key(self.node, job_id),
@@ -157,21 +196,22 @@ class Publisher:
         published.add(job_id)
         message = wire.state_message(state, version.epoch, version.seq)
         self._xadd(pipe, message)
-        ttl = self.finished_ttl if state.complete else RUNNING_TTL
+        ttl = self._ttl(state)
         pipe.set(wire.job_key(self.node, job_id), message, ex=ttl)
         pipe.expire(wire.history_key(self.node, job_id), ttl)
         pipe.expire(wire.history_mark_key(self.node, job_id), ttl)
 
-    def _write_history(self, pipe: Any, job_id: str, cursors: dict[str, wire.HistoryMark]) -> None:
-        state = self.hub.get(job_id)
-        log = self.hub.history(job_id) if state is not None and state.node == self.node else None
-        if log is None:
-            return
+    def _write_history(self, pipe: Any, job_id: str, cursors: dict[str, wire.HistoryMark]) -> int:
+        """Queue what is new of a job's history; returns how many entries."""
+        state = self._own(job_id)
+        log = self.hub.history(job_id) if state is not None else None
+        if state is None or log is None:
+            return 0
         cursor = cursors.get(job_id)
         reset = cursor is None or cursor.generation != log.generation
         entries = list(log.entries) if reset else log.since(cursor.total if cursor else 0)
         if not entries and not reset:
-            return
+            return 0
         key, mark_key = (
             wire.history_key(self.node, job_id),
             wire.history_mark_key(self.node, job_id),
@@ -179,23 +219,24 @@ class Publisher:
         if reset:
             pipe.delete(key)
         total = log.total - len(entries)
-        ttl = self.finished_ttl if state is not None and state.complete else RUNNING_TTL
         for start in range(0, max(len(entries), 1), HISTORY_CHUNK):
             chunk = entries[start : start + HISTORY_CHUNK]
             total += len(chunk)
-            mark = wire.HistoryMark(log.generation, total)
+            mark = wire.HistoryMark(self.hub.epoch, log.generation, total)
             if chunk:
                 pipe.rpush(key, *chunk)
-            self._xadd(
-                pipe,
-                wire.history_message(
-                    self.node, job_id, chunk, mark=mark, reset=reset and start == 0
-                ),
-            )
+            first = reset and start == 0
+            self._xadd(pipe, wire.history_message(self.node, job_id, chunk, mark=mark, reset=first))
+        end = wire.HistoryMark(self.hub.epoch, log.generation, log.total)
+        ttl = self._ttl(state)
         pipe.ltrim(key, -log.max_entries, -1)
-        pipe.set(mark_key, wire.HistoryMark(log.generation, log.total).encode(), ex=ttl)
+        pipe.set(mark_key, end.encode(), ex=ttl)
         pipe.expire(key, ttl)
-        cursors[job_id] = wire.HistoryMark(log.generation, log.total)
+        cursors[job_id] = end
+        return len(entries)
+
+    def _ttl(self, state: JobState) -> int:
+        return self.finished_ttl if state.complete else RUNNING_TTL
 
     def _xadd(self, pipe: Any, message: bytes) -> None:
         pipe.xadd(wire.CHANGES, {wire.FIELD: message}, maxlen=self.stream_length)

@@ -20,8 +20,8 @@ import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
 from sidecar.bus import wire
-from sidecar.bus.link import FAILURES, Backoff, Link
-from sidecar.core.events import HistoryLines, JobGone, JobPublished, NodeBack, NodeLost
+from sidecar.bus.link import FAILURES, READING, Backoff, Link
+from sidecar.core.events import Event, HistoryLines, JobGone, JobPublished, NodeBack, NodeLost
 from sidecar.core.hub import JobHub
 
 logger = logging.getLogger(__name__)
@@ -51,6 +51,8 @@ class Reader:
         self._marks: dict[str, wire.HistoryMark | None] = {}
         self._held: dict[str, list[wire.History]] = {}
         self.fetches: set[asyncio.Task[None]] = set()
+        self._run_id: str | None = None
+        self._failed_kinds: set[str] = set()
 
     def forgive_silence(self) -> None:
         """Redis answers again: silence while it did not is not the nodes' fault."""
@@ -63,42 +65,46 @@ class Reader:
         last: bytes | None = None
         while True:
             try:
-                behind = "start" if last is None else await self._behind(last)
+                behind = RESTARTED if last is None else await self._behind(last)
                 if behind is not None:
                     last = await self._bootstrap(forget_missing=behind == TRIMMED)
                 assert last is not None
-                self.link.answered()
+                self.link.answered(READING)
                 self.link.ready.set()
                 backoff.reset()
                 while True:
                     reply: Any = await self.redis.xread(
                         {wire.CHANGES: last}, count=READ_COUNT, block=READ_BLOCK_MS
                     )
-                    self.link.answered()
+                    self.link.answered(READING)
                     for _stream, entries in reply or ():
                         for entry_id, fields in entries:
                             last = entry_id
                             self._receive(fields.get(wire.FIELD))
             except FAILURES as e:
-                self.link.failed(e)
-                await self.redis.connection_pool.disconnect()
+                await self.link.failed(READING, e)
                 await asyncio.sleep(backoff.next())
 
     async def _behind(self, last: bytes) -> str | None:
         """Whether the stream lost entries this reader has not read: Redis ``RESTARTED``
-        (empty), or the stream ``TRIMMED`` past it. Then everything is read again."""
+        (another run of the server: it is empty, or was), or the stream ``TRIMMED`` past it.
+        Then everything is read again."""
+        if await self._server_run() != self._run_id:
+            return RESTARTED
         try:
             info = await self.redis.xinfo_stream(wire.CHANGES)
         except ResponseError:
-            return RESTARTED  # no stream at all
-        newest = wire.parse_entry_id(info["last-generated-id"])
+            return TRIMMED  # the same Redis, but no stream: someone deleted it
         first = info.get("first-entry")
-        mine = wire.parse_entry_id(last)
-        if newest < mine:
-            return RESTARTED  # a younger stream
-        if first is not None and wire.parse_entry_id(first[0]) > mine:
+        if first is not None and wire.parse_entry_id(first[0]) > wire.parse_entry_id(last):
             return TRIMMED
         return None
+
+    async def _server_run(self) -> str | None:
+        """Which run of the Redis server this is (it changes when Redis restarts)."""
+        info: dict[str, Any] = await self.redis.info("server")
+        run_id = info.get("run_id")
+        return str(run_id) if run_id is not None else None
 
     async def _bootstrap(self, *, forget_missing: bool = False) -> bytes:
         """Read the current state of every job of the cluster; returns the stream position
@@ -110,6 +116,7 @@ class Reader:
                 went by in the part of the stream this reader missed). Not after a restart:
                 the nodes have not told the new Redis everything yet.
         """
+        self._run_id = await self._server_run()
         try:
             info = await self.redis.xinfo_stream(wire.CHANGES)
             last: bytes = info["last-generated-id"]
@@ -126,11 +133,11 @@ class Reader:
                 if isinstance(message, JobPublished) and message.origin != self.node:
                     nodes.add(message.origin)
                     found.add(message.job_id)
-                    self.hub.apply(message)
+                    self._apply(message)
         if forget_missing:
             for state in list(self.hub.states()):
                 if state.node != self.node and state.job_id not in found:
-                    self.hub.apply(JobGone(state.node, state.job_id))
+                    self._apply(JobGone(state.node, state.job_id))
         now = time.monotonic()
         for node in (nodes | alive) - {self.node}:
             self.heard.setdefault(node, now)
@@ -161,19 +168,31 @@ class Reader:
         self.heard[message.origin] = time.monotonic()
         if message.origin in self.hub.lost_nodes:
             logger.info("node %s is back", message.origin)
-            self.hub.apply(NodeBack(message.origin))
-        if isinstance(message, JobPublished | JobGone):
-            if isinstance(message, JobGone):
-                self._marks.pop(message.job_id, None)
-            self.hub.apply(message)
+            self._apply(NodeBack(message.origin))
+        if isinstance(message, JobGone):
+            self._marks.pop(message.job_id, None)
+            self._held.pop(message.job_id, None)
+            self._apply(message)
+        elif isinstance(message, JobPublished):
+            self._apply(message)
         elif isinstance(message, wire.History):
             self._take_history(message)
+
+    def _apply(self, event: Event) -> None:
+        """Hand an event to the hub; one it cannot take is logged (once a kind), not fatal."""
+        try:
+            self.hub.apply(event)
+        except Exception:
+            kind = type(event).__name__
+            if kind not in self._failed_kinds:
+                self._failed_kinds.add(kind)
+                logger.exception("bus: %s of node %s not taken", kind, event.origin)
 
     async def watch_nodes(self) -> None:
         """Tell the hub of each node silent for the node timeout, until cancelled."""
         while True:
             await asyncio.sleep(min(0.25, self.node_timeout / 4))
-            if not self.link.up:
+            if not self.link.reading:
                 continue
             now = time.monotonic()
             for node, at in list(self.heard.items()):
@@ -186,7 +205,7 @@ class Reader:
             node,
             self.node_timeout,
         )
-        self.hub.apply(NodeLost(node))
+        self._apply(NodeLost(node))
 
     def history_wanted(self, job_id: str) -> None:
         """Someone here wants a job's history: if it is another node's, read it from Redis."""
@@ -195,31 +214,39 @@ class Reader:
             self._fetch_history(job_id)
 
     def _fetch_history(self, job_id: str) -> None:
+        """Read a job's whole history (again); what the stream brings meanwhile is held."""
+        if job_id in self._marks and self._marks[job_id] is None:
+            return  # a read is under way
         self._marks[job_id] = None
         task = asyncio.create_task(self._read_history(job_id), name=f"bus-history-{job_id}")
         self.fetches.add(task)
         task.add_done_callback(self.fetches.discard)
 
     async def _read_history(self, job_id: str) -> None:
-        state = self.hub.get(job_id)
-        if state is None:
+        backoff = Backoff()
+        while (state := self.hub.get(job_id)) is not None and job_id in self._marks:
+            node = state.node
+            try:
+                async with self.redis.pipeline(transaction=True) as pipe:
+                    pipe.get(wire.history_mark_key(node, job_id))
+                    pipe.lrange(wire.history_key(node, job_id), 0, -1)
+                    raw_mark, entries = await pipe.execute()
+            except FAILURES as e:
+                logger.debug("bus: history of job %s not read yet: %s", job_id, e)
+                await asyncio.sleep(backoff.next())
+                continue
+            try:
+                mark = wire.HistoryMark.decode(raw_mark) if raw_mark else None
+            except wire.BadMessage as e:
+                logger.warning("bus: job %s: %s; its history starts over", job_id, e)
+                mark = None
+            self._marks[job_id] = mark or wire.HistoryMark("0", 0, 0)
+            self._apply(HistoryLines(node, job_id, tuple(entries), reset=True, loaded=True))
+            for message in self._held.pop(job_id, []):
+                self._take_history(message)
             return
-        node = state.node
-        try:
-            async with self.redis.pipeline(transaction=True) as pipe:
-                pipe.get(wire.history_mark_key(node, job_id))
-                pipe.lrange(wire.history_key(node, job_id), 0, -1)
-                raw_mark, entries = await pipe.execute()
-        except FAILURES as e:
-            logger.debug("bus: history of job %s not read: %s (again on reconnection)", job_id, e)
-            return
-        if job_id not in self._marks:
-            return  # the job went meanwhile
-        mark = wire.HistoryMark.decode(raw_mark) if raw_mark else wire.HistoryMark(0, 0)
-        self._marks[job_id] = mark
-        self.hub.apply(HistoryLines(node, job_id, tuple(entries), reset=True, loaded=True))
-        for message in self._held.pop(job_id, []):
-            self._take_history(message)
+        self._marks.pop(job_id, None)  # the job went meanwhile
+        self._held.pop(job_id, None)
 
     def _take_history(self, message: wire.History) -> None:
         job_id = message.job_id
@@ -229,19 +256,28 @@ class Reader:
         if mark is None:
             self._held.setdefault(job_id, []).append(message)
             return
-        if message.mark.generation != mark.generation:
-            if message.reset and message.mark.generation > mark.generation:
-                self._marks[job_id] = message.mark
-                self.hub.apply(message.lines(message.entries, reset=True))
-            elif message.mark.generation > mark.generation:
-                self._fetch_history(job_id)  # a reset went by unseen: read it all again
+        new_mark = message.mark
+        if not new_mark.same_history(mark):
+            if message.reset and _later(new_mark, mark):
+                self._marks[job_id] = new_mark
+                self._apply(message.lines(message.entries, reset=True))
+            elif _later(new_mark, mark):
+                self._fetch_history(job_id)  # a reset (or a new process) went by unseen
             return
-        new = message.mark.total - mark.total
+        new = new_mark.total - mark.total
         if new <= 0:
             return  # already had (the read above included it)
         if new > len(message.entries):
             self._fetch_history(job_id)  # entries went by unseen
             return
-        self._marks[job_id] = message.mark
+        self._marks[job_id] = new_mark
         entries = message.entries[-new:] if new < len(message.entries) else message.entries
-        self.hub.apply(message.lines(entries, reset=False))
+        self._apply(message.lines(entries, reset=False))
+
+
+def _later(mark: wire.HistoryMark, than: wire.HistoryMark) -> bool:
+    """Whether ``mark`` counts a later history than ``than``: a later process of the owner
+    (epochs begin with the time), or a later reset of the same one."""
+    if mark.epoch != than.epoch:
+        return mark.epoch > than.epoch
+    return mark.generation > than.generation

@@ -45,10 +45,9 @@ class RedisBus:
     ) -> None:
         self.node = node
         self.publishes = publish
-        self.link = Link(on_up=lambda: self.reader.forgive_silence())
-        # The reader blocks on the stream and must see a restart (it reads everything again
-        # then); the writers may send again once on a connection that went stale while idle.
-        self._clients = (connect(url), connect(url, retries=1))
+        # One client for the reader, which blocks on the stream, one for the writers.
+        self._clients = (connect(url), connect(url))
+        self.link = Link(on_up=lambda: self.reader.forgive_silence(), clients=self._clients)
         self.reader = Reader(self._clients[0], self.link, hub, node=node, node_timeout=node_timeout)
         self.publisher = Publisher(
             self._clients[1],

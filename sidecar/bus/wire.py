@@ -12,9 +12,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sidecar.core.argtypes import is_node_name
 from sidecar.core.codec import JSONObject, decode_document, encode, encode_with_list
 from sidecar.core.contract import is_valid_job_id
 from sidecar.core.events import HistoryLines, JobGone, JobPublished
+from sidecar.core.protocol import is_epoch
 from sidecar.core.state import JobState
 
 PREFIX = "{progress-sidecar}:"
@@ -81,19 +83,30 @@ def heartbeat_message(node: str, epoch: str) -> bytes:
 
 @dataclass(frozen=True, slots=True)
 class HistoryMark:
-    """How far a job's published history goes: its owner's ``generation`` (resets counted)
-    and ``total`` (entries since the last reset, dropped ones included)."""
+    """How far a job's published history goes: its owner's ``epoch`` (the process), its
+    ``generation`` (resets counted by that process) and ``total`` (entries since the last
+    reset, dropped ones included)."""
 
+    epoch: str
     generation: int
     total: int
 
     def encode(self) -> bytes:
-        return f"{self.generation} {self.total}".encode()
+        return f"{self.epoch} {self.generation} {self.total}".encode()
 
     @classmethod
     def decode(cls, data: bytes) -> HistoryMark:
-        generation, total = data.split()
-        return cls(int(generation), int(total))
+        """Raises:
+        BadMessage: it is not one."""
+        try:
+            epoch, generation, total = data.decode().split()
+            return cls(_epoch(epoch), _count(int(generation)), _count(int(total)))
+        except (ValueError, UnicodeDecodeError) as e:
+            raise BadMessage(f"not a history mark: {e}") from None
+
+    def same_history(self, other: HistoryMark) -> bool:
+        """Whether both marks count in the same numbering (the same process, no reset between)."""
+        return (self.epoch, self.generation) == (other.epoch, other.generation)
 
 
 def history_message(
@@ -104,6 +117,7 @@ def history_message(
         "kind": HISTORY,
         "node": node,
         "job_id": job_id,
+        "epoch": mark.epoch,
         "generation": mark.generation,
         "total": mark.total,
         "reset": reset,
@@ -137,45 +151,83 @@ Message = JobPublished | JobGone | History | Heartbeat
 
 
 class BadMessage(ValueError):
-    """Not a message of this protocol (another program's key, or a newer version's)."""
+    """Not a message of this protocol (another program's key, a newer version's, a bug's)."""
 
 
 def decode(data: bytes) -> Message:
-    """One stream entry's message.
+    """One stream entry's message, every field checked (a message the hub cannot take must
+    never reach it).
 
     Raises:
         BadMessage: it is not one.
     """
     try:
         message = decode_document(data)
-        kind, node = message["kind"], message["node"]
-        if not isinstance(node, str) or not node:
-            raise BadMessage("no node")
-        if kind == HEARTBEAT:
-            return Heartbeat(node, str(message["epoch"]))
-        job_id = message["job_id"]
-        if not isinstance(job_id, str) or not is_valid_job_id(job_id):
-            raise BadMessage(f"invalid job id {job_id!r}")
-        if kind == GONE:
-            return JobGone(node, job_id)
-        if kind == STATE:
-            state = JobState(
-                job_id,
-                message["document"],
-                float(message["modified_at"]),
-                has_file=bool(message["has_file"]),
-                stall_reason=message.get("stall_reason"),
-                read_error=message.get("read_error"),
-                node=node,
-            )
-            return JobPublished(node, job_id, state, str(message["epoch"]), int(message["seq"]))
-        if kind == HISTORY:
-            entries = tuple(encode(entry) for entry in message["entries"])
-            mark = HistoryMark(int(message["generation"]), int(message["total"]))
-            return History(node, job_id, entries, mark, bool(message["reset"]))
-    except (ValueError, KeyError, TypeError, AttributeError) as e:
-        raise BadMessage(str(e)) from e
+        if not isinstance(message, dict):
+            raise BadMessage("not an object")
+        return _message(message)
+    except (ValueError, KeyError, TypeError) as e:
+        if isinstance(e, BadMessage):
+            raise
+        raise BadMessage(f"{type(e).__name__}: {e}") from None
+
+
+def _message(message: JSONObject) -> Message:
+    kind, node = message["kind"], message["node"]
+    if not isinstance(node, str) or not is_node_name(node):
+        raise BadMessage(f"invalid node {node!r}")
+    if kind == HEARTBEAT:
+        return Heartbeat(node, _epoch(message["epoch"]))
+    job_id = message["job_id"]
+    if not isinstance(job_id, str) or not is_valid_job_id(job_id):
+        raise BadMessage(f"invalid job id {job_id!r}")
+    if kind == GONE:
+        return JobGone(node, job_id)
+    if kind == STATE:
+        document, modified_at = message["document"], message["modified_at"]
+        if not isinstance(document, dict):
+            raise BadMessage("document not an object")
+        if not isinstance(modified_at, int | float) or isinstance(modified_at, bool):
+            raise BadMessage("modified_at not a number")
+        state = JobState(
+            job_id,
+            document,
+            float(modified_at),
+            has_file=message["has_file"] is True,
+            stall_reason=_text_or_none(message.get("stall_reason")),
+            read_error=_text_or_none(message.get("read_error")),
+            node=node,
+        )
+        epoch, seq = _epoch(message["epoch"]), _count(message["seq"])
+        return JobPublished(node, job_id, state, epoch, seq)
+    if kind == HISTORY:
+        entries = message["entries"]
+        if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+            raise BadMessage("entries not a list of objects")
+        mark = HistoryMark(
+            _epoch(message["epoch"]), _count(message["generation"]), _count(message["total"])
+        )
+        encoded = tuple(encode(entry) for entry in entries)
+        return History(node, job_id, encoded, mark, message["reset"] is True)
     raise BadMessage(f"unknown kind {kind!r}")
+
+
+def _epoch(value: object) -> str:
+    if not isinstance(value, str) or not is_epoch(value):
+        raise BadMessage(f"invalid epoch {value!r}")
+    return value
+
+
+def _count(value: object) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise BadMessage(f"not a count: {value!r}")
+    return value
+
+
+def _text_or_none(value: object) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise BadMessage(f"not a string: {value!r}")
+    return value
 
 
 def parse_entry_id(entry_id: bytes | str) -> tuple[int, int]:

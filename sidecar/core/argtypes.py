@@ -64,9 +64,13 @@ def origin(text: str) -> str:
 _NODE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
+def is_node_name(text: str) -> bool:
+    return _NODE_NAME.fullmatch(text) is not None
+
+
 def node_name(text: str) -> str:
     """A node's name in a cluster: letters, digits, ``.``, ``_`` and ``-``, at most 64."""
-    if not _NODE_NAME.fullmatch(text):
+    if not is_node_name(text):
         raise argparse.ArgumentTypeError(
             f"not a node name: {text!r} (letters, digits, '.', '_' and '-', at most 64)"
         )

@@ -148,6 +148,7 @@ class JobHub:
         elif not self._owned_by(event.origin, event.job_id):
             return
         elif isinstance(event, JobSeen):
+            self._take_back(event.job_id)
             self.put(self._state_of(event), arrived=event.arrived)
         elif isinstance(event, JobPublished):
             self._put_published(event)
@@ -162,16 +163,30 @@ class JobHub:
         channel = self._channels.get(job_id)
         if channel is None or channel.state.node == origin:
             return True
-        if (job_id, origin) not in self._conflicts:
-            self._conflicts.add((job_id, origin))
+        # A node always serves its own job: its JobSeen takes the id back.
+        mine = origin == self.node and channel.published is not None
+        other, kept = (channel.state.node, origin) if mine else (origin, channel.state.node)
+        if (job_id, other) not in self._conflicts:
+            self._conflicts.add((job_id, other))
             logger.warning(
                 "job %s: node %s has a job of that id too; serving node %s's only (job ids must "
                 "be unique across the cluster)",
                 job_id,
-                origin,
-                channel.state.node,
+                other,
+                kept,
             )
-        return False
+        return mine
+
+    def _take_back(self, job_id: str) -> None:
+        """This node's own job takes its id back from another node's job that had it."""
+        channel = self._channels.get(job_id)
+        if channel is None or channel.published is None:
+            return
+        channel.published = None
+        channel.history = None
+        self.history_interest.forget(job_id)
+        if any(subscription.history for subscription in channel.subscribers):
+            self.history(job_id)
 
     def _state_of(self, event: JobSeen) -> JobState:
         state = JobState(

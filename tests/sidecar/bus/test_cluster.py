@@ -4,6 +4,7 @@ all real processes; the fault tests kill and restart Redis and the sidecars."""
 from __future__ import annotations
 
 import asyncio
+import shutil
 import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -268,25 +269,32 @@ async def test_redis_restarted_empty_is_filled_again_and_nothing_goes_back(
     cluster: Cluster,
 ) -> None:
     write_job(cluster.root("node-a"), "job-a", current_step=3)
-    write_job(cluster.root("node-b"), "job-b", status="completed", final_loss=0.2)
+    write_job(cluster.root("node-b"), "job-b", current_step=7)
+    write_job(cluster.root("node-b"), "done-b", status="completed", final_loss=0.2)
     await cluster.start("node-a")
     await cluster.start("node-b")
     gateway = await cluster.start(None)
-    expected = {"job-a": "node-a", "job-b": "node-b"}
-    await wait_for(lambda: _has_jobs(cluster, gateway, expected), what="both jobs")
+    expected = {"job-a": "node-a", "job-b": "node-b", "done-b": "node-b"}
+    await wait_for(lambda: _has_jobs(cluster, gateway, expected), what="every job")
     client = await cluster.follow(gateway, "job-a")  # asserts seq never goes back in an epoch
+    other = await cluster.follow(gateway, "job-b")
     await client.until(lambda s: s.get("current_step") == 3)
+    await other.until(lambda s: s.get("current_step") == 7)
 
     cluster.redis.stop()
+    await asyncio.sleep(2)  # long enough for the nodes' and the gateway's retries to part
     cluster.redis.start()
     # Every node republishes: a gateway started now sees every job again.
     late = await cluster.start(None)
     await wait_for(lambda: _has_jobs(cluster, late, expected), timeout=15, what="republished")
     keys = cluster.redis.client().keys("{progress-sidecar}:job:*")
-    assert len(keys) == 2
+    assert len(keys) == 3
     write_job(cluster.root("node-a"), "job-a", current_step=4)
+    write_job(cluster.root("node-b"), "job-b", current_step=8)
     await client.until(lambda s: s.get("current_step") == 4)
+    await other.until(lambda s: s.get("current_step") == 8)  # never closed as "job removed"
     assert [m["type"] for m in client.messages] == ["snapshot", "patch"]
+    assert [m["type"] for m in other.messages] == ["snapshot", "patch"]
 
 
 async def test_a_gateway_started_late_knows_every_job_before_it_serves(cluster: Cluster) -> None:
@@ -432,3 +440,112 @@ def _sidecar_command(root: Path, url: str) -> list[str]:
     import sys
 
     return [sys.executable, "-m", "sidecar", "--root", str(root), "--port", "0", "--redis", url]
+
+
+async def test_a_malformed_message_is_logged_and_the_bus_goes_on(cluster: Cluster) -> None:
+    root = cluster.root("node-a")
+    write_job(root, "job-a", current_step=1)
+    await cluster.start("node-a")
+    gateway = await cluster.start(None)
+    await wait_for(lambda: _has_jobs(cluster, gateway, {"job-a": "node-a"}), what="job-a")
+    redis = cluster.redis.client()
+    bad = b'{"kind":"state","node":"x","job_id":"j","epoch":"e","seq":1,"document":["x"],'
+    bad += b'"modified_at":1,"has_file":true}'
+    redis.xadd("{progress-sidecar}:changes", {"m": bad})
+    redis.xadd("{progress-sidecar}:changes", {"m": b"not json"})
+    redis.set("{progress-sidecar}:job:x/j", bad)  # and for a gateway that starts now
+    write_job(root, "job-a", current_step=2)
+    await wait_for(lambda: _job_field(cluster, gateway, "job-a", "current_step", 2), what="2")
+    late = await cluster.start(None)
+    assert (await cluster.jobs(late))["job-a"]["current_step"] == 2
+    assert (await cluster.get(gateway, "/healthz"))["bus"] == "up"
+    log = await cluster.stop(gateway)
+    assert "ignored a message that is not this protocol's" in log and "Traceback" not in log
+
+
+async def test_jobs_gone_while_their_node_was_down_go_from_the_cluster(cluster: Cluster) -> None:
+    root = cluster.root("node-a")
+    write_job(root, "stays", current_step=1)
+    write_job(root, "goes", current_step=1)
+    a = await cluster.start("node-a")
+    gateway = await cluster.start(None)
+    await wait_for(lambda: _has_jobs(cluster, gateway, {"stays": "node-a", "goes": "node-a"}))
+    await cluster.stop(a)
+    shutil.rmtree(root / "goes")
+    await cluster.start("node-a")
+    await wait_for(lambda: _absent(cluster, gateway, "goes"), what="the job that went, gone")
+    assert "stays" in await cluster.jobs(gateway)
+    assert "goes" not in await cluster.jobs(await cluster.start(None))
+
+
+async def test_histories_survive_node_restarts_replaced_files_and_recreated_jobs(
+    cluster: Cluster,
+) -> None:
+    root = cluster.root("node-a")
+    write_job(root, "job", current_step=1)
+    metrics = root / "job" / "metrics.jsonl"
+    metrics.write_text('{"step": 1}\n{"step": 2}\n')
+    a = await cluster.start("node-a")
+    gateway = await cluster.start(None)
+    await wait_for(lambda: _has_jobs(cluster, gateway, {"job": "node-a"}), what="the job")
+    assert await _steps(cluster, gateway, "job") == [1, 2]
+    temporary = metrics.with_name("m.tmp")
+    temporary.write_text('{"step": 10}\n')
+    temporary.replace(metrics)  # the node's history starts over (a new generation)
+    await wait_for(lambda: _steps_are(cluster, gateway, "job", [10]), what="the new file")
+    await cluster.stop(a)
+    a = await cluster.start("node-a")  # a new process: its own numbering
+    with metrics.open("a") as f:
+        f.write('{"step": 11}\n')
+    await wait_for(lambda: _steps_are(cluster, gateway, "job", [10, 11]), what="after restart")
+
+    shutil.rmtree(root / "job")  # the job goes, and comes again under the same id
+    await wait_for(lambda: _absent(cluster, gateway, "job"), what="the job gone")
+    write_job(root, "job", current_step=1)
+    (root / "job" / "metrics.jsonl").write_text('{"step": 100}\n')
+    await wait_for(lambda: _has_jobs(cluster, gateway, {"job": "node-a"}), what="the job again")
+    await wait_for(lambda: _steps_are(cluster, gateway, "job", [100]), what="its new history")
+
+
+async def test_a_history_read_while_redis_pauses_is_read_when_it_answers(
+    cluster: Cluster,
+) -> None:
+    root = cluster.root("node-a")
+    write_job(root, "job", current_step=1)
+    (root / "job" / "metrics.jsonl").write_text('{"step": 1}\n{"step": 2}\n')
+    await cluster.start("node-a")
+    gateway = await cluster.start(None)
+    await wait_for(lambda: _has_jobs(cluster, gateway, {"job": "node-a"}), what="the job")
+    cluster.redis.client().client_pause(6000)  # past the bus's socket timeout: it fails
+    assert await _steps(cluster, gateway, "job") == [1, 2]
+
+
+async def test_redis_refusing_writes_is_one_outage_not_a_flood(cluster: Cluster) -> None:
+    root = cluster.root("node-a")
+    write_job(root, "job", current_step=1)
+    a = await cluster.start("node-a")
+    await wait_for(lambda: _bus(cluster, a, "up"), what="bus up")
+    redis = cluster.redis.client()
+    redis.config_set("maxmemory-policy", "noeviction")
+    redis.config_set("maxmemory", "1")  # every write refused (OOM), reads still answered
+    for step in range(2, 12):
+        write_job(root, "job", current_step=step)
+        await asyncio.sleep(0.2)
+    assert (await cluster.get(a, "/healthz"))["bus"] == "down"
+    redis.config_set("maxmemory", "0")
+    await wait_for(lambda: _bus(cluster, a, "up"), timeout=15, what="bus up again")
+    log = await cluster.stop(a)
+    assert log.count("bus down") == 1 and log.count("bus up again") == 1, log
+
+
+async def _absent(cluster: Cluster, sidecar: Sidecar, job_id: str) -> bool:
+    return job_id not in await cluster.jobs(sidecar)
+
+
+async def _steps(cluster: Cluster, sidecar: Sidecar, job_id: str) -> list[int]:
+    history = await cluster.get(sidecar, f"/api/jobs/{job_id}/history")
+    return [entry["step"] for entry in history["entries"]]
+
+
+async def _steps_are(cluster: Cluster, sidecar: Sidecar, job_id: str, steps: list[int]) -> bool:
+    return await _steps(cluster, sidecar, job_id) == steps

@@ -189,3 +189,21 @@ def test_a_publisher_watch_sees_changes_and_history_but_is_no_client() -> None:
     hub.subscribe("j")  # the one client allowed still gets in
     hub.unwatch_jobs(watch)
     assert hub.client_count == 1
+
+
+def test_a_nodes_own_job_takes_its_id_back_from_another_nodes(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    hub = JobHub(node="here")
+    hub.apply(published(4, step=40))
+    subscription = hub.subscribe("j")
+    with caplog.at_level(logging.WARNING):
+        hub.apply(seen(step=1))
+        hub.apply(published(5, step=50))  # the other node's goes on: not served here
+    assert body_of(hub)["node"] == "here" and body_of(hub)["step"] == 1
+    assert subscription.version is hub.version("j")
+    warnings = [r.message for r in caplog.records if "has a job of that id too" in r.message]
+    assert warnings == [
+        "job j: node far has a job of that id too; serving node here's only (job ids must be "
+        "unique across the cluster)"
+    ]
