@@ -3,9 +3,11 @@
 
     .venv/bin/python scripts/bench.py --all                 # every scenario, about 5 minutes
     .venv/bin/python scripts/bench.py --latency --idle      # some of them
+    .venv/bin/python scripts/bench.py --cluster             # Redis, nodes, a gateway: about 2.3 minutes
 
 Each prints a table with every figure beside its target, and writes JSON (and the latency CDF
 plot) under bench-results/. docs/benchmarks.md explains the scenarios and holds the latest run.
+--cluster needs redis-server and the cluster extra; --all leaves it out.
 """
 
 from __future__ import annotations
@@ -22,8 +24,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from benchmarks import bytes as bytes_scenario
-from benchmarks import fanout, history_flood, idle, latency, legacy, startup
-from benchmarks.common import machine
+from benchmarks import cluster, fanout, history_flood, idle, latency, legacy, startup
+from benchmarks.common import machine, run_info
 from benchmarks.plot import latency_cdf
 
 SCENARIOS = {
@@ -33,12 +35,18 @@ SCENARIOS = {
     "bytes": bytes_scenario,
     "startup": startup,
     "history_flood": history_flood,
+    "cluster": cluster,
 }
+NOT_IN_ALL = {"cluster"}  # it needs redis-server (and the cluster extra)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--all", action="store_true", help="run every scenario")
+    parser.add_argument(
+        "--all",
+        action="store_true",
+        help="run every scenario but --cluster (it needs redis-server)",
+    )
     for name, module in SCENARIOS.items():
         parser.add_argument(
             f"--{name.replace('_', '-')}",
@@ -53,6 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--legacy-server", metavar="ROOT", help=argparse.SUPPRESS)
     parser.add_argument("--fanout-worker", nargs=5, metavar="ARG", help=argparse.SUPPRESS)
+    parser.add_argument("--cluster-worker", metavar="SPEC", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.legacy_server:
         asyncio.run(legacy.serve(Path(args.legacy_server)))
@@ -61,19 +70,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         base, prefix, clients, offset, final = args.fanout_worker
         asyncio.run(fanout.worker(base, prefix, int(clients), int(offset), int(final)))
         return 0
-    chosen = [name for name in SCENARIOS if args.all or getattr(args, name)]
+    if args.cluster_worker:
+        cluster.worker(args.cluster_worker)
+        return 0
+    chosen = [
+        name for name in SCENARIOS if (args.all and name not in NOT_IN_ALL) or getattr(args, name)
+    ]
     if not chosen:
         parser.error(
-            "choose scenarios (--latency, --fanout, --idle, --bytes, --startup, --history-flood) "
-            "or --all"
+            "choose scenarios (--latency, --fanout, --idle, --bytes, --startup, --history-flood, "
+            "--cluster) or --all"
         )
     args.out.mkdir(parents=True, exist_ok=True)
     print(f"machine: {machine()}\n")
     missed = 0
     for name in chosen:
         began = time.monotonic()
-        result: dict[str, Any] = asyncio.run(SCENARIOS[name].run(**_options(name, args.quick)))
+        options = _options(name, args.quick)
+        if name == "cluster":
+            options["keep_logs"] = args.out / "cluster-logs"
+        result: dict[str, Any] = asyncio.run(SCENARIOS[name].run(**options))
         result["machine"] = machine()
+        result.update(run_info())
         result["wall_seconds"] = time.monotonic() - began
         print(
             f"== {name} ({result['wall_seconds']:.0f} s)\n{SCENARIOS[name].report(result)}\n",
@@ -103,6 +121,15 @@ def _options(name: str, quick: bool) -> dict[str, Any]:
         "bytes": {"steps": 40, "interval": 0.05},
         "startup": {"rounds": 1},
         "history_flood": {"append_mb": 10, "file_mb": 20, "rounds": 1, "baseline_seconds": 1},
+        "cluster": {
+            "latency_rates": ((20, 2), (2, 2)),
+            "nodes": 2,
+            "jobs_per_node": 5,
+            "clients": 20,
+            "workers": 2,
+            "seconds": 3,
+            "throughput_seconds": 1,
+        },
     }[name]
 
 

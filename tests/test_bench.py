@@ -7,6 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from tests.redis_server import require_redis_server
+
 BENCH = Path(__file__).parents[1] / "scripts" / "bench.py"
 
 
@@ -50,5 +54,45 @@ def test_history_flood_scenario_runs_and_reports_every_target(tmp_path: Path) ->
     }
     assert all(figures["n"] > 0 for figures in report["other_job_delay_ms"].values())
     assert len(report["targets"]) == 3
+    for target in report["targets"]:
+        assert f"target {target}:" in result.stdout
+
+
+@pytest.mark.timeout(240)
+def test_cluster_scenario_runs_and_reports_every_figure(tmp_path: Path) -> None:
+    """A tiny cluster (Redis, 2 nodes, gateways, 20 clients): every figure there, and sane."""
+    require_redis_server()
+    result = subprocess.run(
+        [sys.executable, str(BENCH), "--cluster", "--quick", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=220,
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads((tmp_path / "cluster.json").read_text())
+    assert report["commit"] and report["date"] and report["cores"] >= 1
+    assert report["settings"]["nodes"] == 2
+    for phase in report["latency"]["rates"].values():
+        assert set(phase["results_ms"]) == {"node A (direct)", "node B (replica)", "gateway"}
+        assert all(f["n"] > 0 and f["p50"] > 0 for f in phase["results_ms"].values())
+        assert phase["added_per_write_ms"]["n"] > 0
+        assert set(phase["added_ms"]) == {"p50", "p99"}
+    scale = report["scale"]
+    assert scale["latency_ms"]["n"] == scale["deliveries_expected"] > 0
+    assert scale["writes_lost"] == scale["final_states_lost"] == scale["client_errors"] == 0
+    assert scale["states_backwards"] == scale["seq_errors"] == 0
+    assert {"gateway", "redis", "node-n0", "node-n1"} <= set(scale["cpu_percent"])
+    assert all(cpu >= 0 for cpu in scale["cpu_percent"].values())
+    assert scale["redis"]["used_memory_mb"] > scale["redis_empty"]["used_memory_mb"] > 0
+    assert scale["redis"]["stream_length"] > 0
+    assert scale["redis_commands_per_change"]["xadd"]["calls_per_change"] > 0
+    recovery = report["recovery"]
+    assert recovery["redis_refilled_seconds"] is not None
+    assert recovery["new_gateway_all_final_seconds"] > 0
+    assert recovery["clients_not_final"] == recovery["clients_backwards"] == 0
+    throughput = report["redis_throughput"]
+    assert throughput["message_bytes"] > 100
+    assert all(v["changes_per_second"] > 0 for v in throughput["variants"].values())
+    assert throughput["at_scale"]["redis_cpu_percent"] >= 0
     for target in report["targets"]:
         assert f"target {target}:" in result.stdout
