@@ -122,8 +122,10 @@ class Reader:
             last: bytes = info["last-generated-id"]
         except ResponseError:
             last = b"0-0"
-        alive = {wire.node_of_key(k) async for k in self._scan(wire.NODE_PATTERN)}
+        # The jobs before the announcements: a node that starts between the two reads is then
+        # alive in what is read, never a node with jobs and no announcement.
         keys = [k async for k in self._scan(wire.JOB_PATTERN)]
+        alive = {wire.node_of_key(k) async for k in self._scan(wire.NODE_PATTERN)}
         nodes: set[str] = set()
         found: set[str] = set()
         for start in range(0, len(keys), MGET_BATCH):
@@ -142,7 +144,7 @@ class Reader:
         for node in (nodes | alive) - {self.node}:
             self.heard.setdefault(node, now)
             if node not in alive and node not in self.hub.lost_nodes:
-                self._lose(node)  # its announcement expired: it is gone already
+                self._lose(node, "its announcement has expired")
         for job_id in list(self._marks):
             self._fetch_history(job_id)
         logger.info("bus: read %d jobs of %d other nodes", len(found), len(nodes))
@@ -197,14 +199,10 @@ class Reader:
             now = time.monotonic()
             for node, at in list(self.heard.items()):
                 if now - at >= self.node_timeout and node not in self.hub.lost_nodes:
-                    self._lose(node)
+                    self._lose(node, f"not heard from for {self.node_timeout:g} s")
 
-    def _lose(self, node: str) -> None:
-        logger.warning(
-            "node %s lost: not heard from for %g s; its running jobs are shown stalled",
-            node,
-            self.node_timeout,
-        )
+    def _lose(self, node: str, why: str) -> None:
+        logger.warning("node %s lost: %s; its running jobs are shown stalled", node, why)
         self._apply(NodeLost(node))
 
     def history_wanted(self, job_id: str) -> None:
