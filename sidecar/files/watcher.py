@@ -23,7 +23,7 @@ from sidecar.files.fstype import detect_network_filesystem
 from sidecar.files.history_follower import HistoryFollower
 from sidecar.files.job_reader import JobReader
 from sidecar.files.layout import JobLayout
-from sidecar.files.notify import DEFAULT_HOT_STEP_MS, change_batches
+from sidecar.files.notify import DEFAULT_HOT_STEP_MS, StepSchedule, change_batches
 from sidecar.files.reader import DEFAULT_MAX_BYTES
 from sidecar.files.stats import WatchStats
 
@@ -202,7 +202,7 @@ class FileWatcher:
         guard = asyncio.create_task(self._guard_root(root_id, stop))
         root = str(self.layout.root)
         try:
-            async for paths in change_batches(root, stop, hot_step_ms=self.watch_step_ms):
+            async for paths in change_batches(root, stop, StepSchedule(self.watch_step_ms)):
                 arrived = time.monotonic()
                 jobs: set[str] = set()
                 histories: set[str] = set()

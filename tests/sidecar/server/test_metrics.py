@@ -56,9 +56,9 @@ async def test_metrics_count_what_happened(jobs_root: Path, start_sidecar: Start
         < after["sidecar_event_to_send_seconds_sum"]
         < after["sidecar_event_to_send_seconds_count"]
     )
-    assert (
-        after["sidecar_states_coalesced_total"] >= 0 and after["sidecar_send_timeouts_total"] == 0
-    )
+    # (Coalescing is counted in test_a_slow_client_skips_to_the_latest_state, which makes a
+    # client slow for sure.)
+    assert after["sidecar_send_timeouts_total"] == 0
     await client.ws.close()
     await wait_for(lambda: _connections_zero(sidecar), what="the connection to close")
 
