@@ -24,7 +24,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from benchmarks import bytes as bytes_scenario
-from benchmarks import cluster, fanout, history_flood, idle, latency, legacy, startup
+from benchmarks import cluster, fanout, history_flood, idle, intervals, latency, legacy, startup
 from benchmarks.common import machine, run_info
 from benchmarks.plot import latency_cdf
 
@@ -35,9 +35,10 @@ SCENARIOS = {
     "bytes": bytes_scenario,
     "startup": startup,
     "history_flood": history_flood,
+    "intervals": intervals,
     "cluster": cluster,
 }
-NOT_IN_ALL = {"cluster"}  # it needs redis-server (and the cluster extra)
+NOT_IN_ALL = {"cluster", "intervals"}  # redis-server (and the cluster extra); 6 minutes
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -45,7 +46,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--all",
         action="store_true",
-        help="run every scenario but --cluster (it needs redis-server)",
+        help="run every scenario but --cluster (it needs redis-server) and --intervals (6 min)",
     )
     for name, module in SCENARIOS.items():
         parser.add_argument(
@@ -79,7 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not chosen:
         parser.error(
             "choose scenarios (--latency, --fanout, --idle, --bytes, --startup, --history-flood, "
-            "--cluster) or --all"
+            "--intervals, --cluster) or --all"
         )
     args.out.mkdir(parents=True, exist_ok=True)
     print(f"machine: {machine()}\n")
@@ -121,6 +122,7 @@ def _options(name: str, quick: bool) -> dict[str, Any]:
         "bytes": {"steps": 40, "interval": 0.05},
         "startup": {"rounds": 1},
         "history_flood": {"append_mb": 10, "file_mb": 20, "rounds": 1, "baseline_seconds": 1},
+        "intervals": {"plan": ((0.05, 1, 2), (0.5, 2, 3))},
         "cluster": {
             "latency_rates": ((20, 2), (2, 2)),
             "nodes": 2,

@@ -96,3 +96,16 @@ def test_cluster_scenario_runs_and_reports_every_figure(tmp_path: Path) -> None:
     assert throughput["at_scale"]["redis_cpu_percent"] >= 0
     for target in report["targets"]:
         assert f"target {target}:" in result.stdout
+
+
+def test_intervals_scenario_runs_both_settings_at_each_interval(tmp_path: Path) -> None:
+    result = run_quick("intervals", tmp_path)
+    report = json.loads((tmp_path / "intervals.json").read_text())
+    assert [r["interval_s"] for r in report["results"]] == [0.05, 0.5]
+    for interval in report["results"]:
+        for setting in ("warm (default)", "no warm step"):
+            assert interval[setting]["latency_ms"]["n"] > 0
+            assert interval[setting]["cpu_percent_median"] > 0
+    assert report["commit"] and report["cores"]
+    for target in report["targets"]:
+        assert f"target {target}:" in result.stdout

@@ -30,7 +30,7 @@ from benchmarks.common import (
 CONTENDERS = ("sidecar", "seed's 2-s loop", "REST poll 1 s")
 
 
-async def _follow_ws(url: str, got: list[tuple[float, int]], stop: asyncio.Event) -> None:
+async def follow_ws(url: str, got: list[tuple[float, int]], stop: asyncio.Event) -> None:
     async with aiohttp.ClientSession() as session, session.ws_connect(url) as ws:
         while not stop.is_set():
             try:
@@ -67,8 +67,8 @@ async def _round(
     stop = asyncio.Event()
     got: dict[str, list[tuple[float, int]]] = {name: [] for name in CONTENDERS}
     starters = {
-        "sidecar": lambda: _follow_ws(f"{sidecar.ws}/ws/training/bench", got["sidecar"], stop),
-        "seed's 2-s loop": lambda: _follow_ws(
+        "sidecar": lambda: follow_ws(f"{sidecar.ws}/ws/training/bench", got["sidecar"], stop),
+        "seed's 2-s loop": lambda: follow_ws(
             f"{legacy.ws}/ws/training/bench", got["seed's 2-s loop"], stop
         ),
         "REST poll 1 s": lambda: _poll_rest(

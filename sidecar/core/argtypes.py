@@ -28,6 +28,13 @@ def positive_float(text: str) -> float:
     return value
 
 
+def non_negative_float(text: str) -> float:
+    value = float(_number(float, text))
+    if not 0 <= value < float("inf"):  # also refuses NaN
+        raise argparse.ArgumentTypeError(f"must be 0 or more: {text!r}")
+    return value
+
+
 def port(text: str) -> int:
     value = int(_number(int, text))
     if not 0 <= value <= 65535:

@@ -1,9 +1,12 @@
 """Batches of changed paths under a directory, from inotify through watchfiles' Rust core.
 
-watchfiles' ``awatch`` polls its event queue every ``step`` ms, awake even when nothing happens:
-a small step is fast but costs idle CPU. This loop drives the same core (``RustNotify``, which
-watchfiles documents for direct use) with a small step while events flow and a larger one after
-``hot_seconds`` of quiet, so the sidecar is both quick and nearly free at rest.
+watchfiles' Rust loop polls its event queue every ``step`` ms, awake even when nothing happens,
+and hands a batch over one quiet step after it saw the first event: a write waits between one
+and two steps. A small step is fast but costs CPU (taking the GIL each step). This loop drives
+that core (``RustNotify``, which watchfiles documents for direct use) on a schedule of three
+steps: hot (1 ms) while events flow, warm (3 ms) for a minute after the last one, so that a
+trainer that writes every few seconds is served within a few ms, and cold (25 ms) at rest.
+docs/benchmarks.md has the curve and the costs.
 """
 
 from __future__ import annotations
@@ -17,31 +20,36 @@ from concurrent.futures import ThreadPoolExecutor
 from watchfiles._rust_notify import RustNotify
 
 DEFAULT_HOT_STEP_MS = 1
+WARM_STEP_MS = 3
 COLD_STEP_MS = 25
 HOT_SECONDS = 2.0
+DEFAULT_WARM_SECONDS = 60.0
 DEBOUNCE_MS = 5
 
 
 class StepSchedule:
-    """How long each watch lasts: a small step while events flow, a larger one after
-    ``hot_seconds`` of quiet. Pure: the caller says when events came and what time it is.
+    """How long each watch's step is: hot while events flow, warm for ``warm_seconds`` after
+    the last event, cold after that. Pure: the caller says when events came and what time it is.
 
     Args:
-        hot_step_ms: the quiet time that ends a batch while events flow.
-        cold_step_ms: the same after ``hot_seconds`` without an event (the first event after
-            a quiet spell waits up to this long).
+        hot_step_ms: the step while events flow (``hot_seconds`` after an event).
+        warm_seconds: how long after an event the warm step stays (0: none, hot then cold).
+        warm_step_ms: the step then.
+        cold_step_ms: the step at rest.
         hot_seconds: how long after an event the hot step stays.
     """
 
     def __init__(
         self,
         hot_step_ms: int = DEFAULT_HOT_STEP_MS,
+        warm_seconds: float = DEFAULT_WARM_SECONDS,
+        *,
+        warm_step_ms: int = WARM_STEP_MS,
         cold_step_ms: int = COLD_STEP_MS,
         hot_seconds: float = HOT_SECONDS,
     ) -> None:
-        self.hot_step_ms = hot_step_ms
+        self.tiers = [(hot_seconds, hot_step_ms), (max(hot_seconds, warm_seconds), warm_step_ms)]
         self.cold_step_ms = cold_step_ms
-        self.hot_seconds = hot_seconds
         self._last_event = -float("inf")
 
     def event(self, now: float) -> None:
@@ -49,12 +57,14 @@ class StepSchedule:
         self._last_event = now
 
     def watch(self, now: float) -> tuple[int, int, int]:
-        """The next watch's ``(debounce_ms, step_ms, timeout_ms)``: while hot, it comes back
-        after ``hot_seconds`` of quiet, so that the cold step can take over."""
-        hot = now - self._last_event < self.hot_seconds
-        step = self.hot_step_ms if hot else self.cold_step_ms
-        timeout = int(self.hot_seconds * 1000) if hot else 0
-        return max(DEBOUNCE_MS, step), step, timeout
+        """The next watch's ``(debounce_ms, step_ms, timeout_ms)``: a watch with a step that
+        lasts only so long comes back (times out) when it ends, so that the next step takes
+        over."""
+        quiet = now - self._last_event
+        for until, step in self.tiers:
+            if quiet < until:
+                return max(DEBOUNCE_MS, step), step, max(1, int((until - quiet) * 1000))
+        return max(DEBOUNCE_MS, self.cold_step_ms), self.cold_step_ms, 0
 
 
 async def change_batches(

@@ -69,6 +69,7 @@ def create_app(settings: Settings) -> web.Application:
             max_file_bytes=settings.max_file_bytes,
             max_history=settings.max_history,
             watch_step_ms=settings.watch_step_ms,
+            watch_warm_seconds=settings.watch_warm_seconds,
         )
     if settings.redis_url is not None:
         app[BUS] = _redis_bus(settings, hub)

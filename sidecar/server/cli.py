@@ -21,6 +21,7 @@ from sidecar.core.argtypes import (
     REDIS_URL_FORM,
     host_name,
     node_name,
+    non_negative_float,
     origin,
     port,
     positive_float,
@@ -72,7 +73,8 @@ _OPTIONS: list[tuple[str, Callable[[str], Any], str | None, str]] = [
     ("--max-history", positive_int, "N", "history entries (metrics.jsonl lines) kept per job; the oldest go first"),
     ("--node", node_name, "NAME", "this node's name in a cluster (unique there; shown as each job's node, also without --redis)"),
     ("--node-timeout", positive_float, "SECONDS", "with --redis: a node not heard from for this long is lost, and its running jobs are shown stalled"),
-    ("--watch-step-ms", positive_int, "MS", "while events flow, the quiet time that ends a batch of them (after 2 s without events the watcher wakes only every 25 ms; see docs/benchmarks.md)"),
+    ("--watch-step-ms", positive_int, "MS", "while events flow (2 s after one), how often the watcher looks for more: a write waits one to two of these"),
+    ("--watch-warm-seconds", non_negative_float, "SECONDS", "after the last event, how long the watcher still looks every 3 ms (a write waits 3 to 6 ms) before it looks every 25 ms at rest; about 0.5 %% of a core meanwhile; 0: none (see docs/benchmarks.md)"),
 ]  # fmt: skip
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from sidecar.bus.defaults import NODE_TIMEOUT
 from sidecar.core.history_log import DEFAULT_MAX_ENTRIES
 from sidecar.core.hub import MAX_CLIENTS, MAX_CLIENTS_PER_ADDRESS, MAX_CLIENTS_PER_JOB, STALL_AFTER
-from sidecar.files.notify import DEFAULT_HOT_STEP_MS
+from sidecar.files.notify import DEFAULT_HOT_STEP_MS, DEFAULT_WARM_SECONDS
 from sidecar.files.reader import DEFAULT_MAX_BYTES
 from sidecar.files.watcher import POLL_INTERVAL, RESCAN_INTERVAL
 
@@ -36,6 +36,7 @@ class Settings:
     send_timeout: float = 10.0
     heartbeat: float = 20.0
     watch_step_ms: int = DEFAULT_HOT_STEP_MS
+    watch_warm_seconds: float = DEFAULT_WARM_SECONDS
     max_history: int = DEFAULT_MAX_ENTRIES
     token: str | None = field(default=None, repr=False)
     allowed_origins: tuple[str, ...] = ()

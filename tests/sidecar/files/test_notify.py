@@ -5,25 +5,35 @@ from __future__ import annotations
 import asyncio
 import threading
 from pathlib import Path
+from typing import Any
 
 from sidecar.files.notify import DEBOUNCE_MS, StepSchedule, change_batches
 from tests.helpers import wait_for, write_atomic
 
 
-def test_the_schedule_is_cold_at_rest_and_hot_after_an_event() -> None:
-    schedule = StepSchedule(hot_step_ms=1, cold_step_ms=25, hot_seconds=2.0)
+def test_the_schedule_is_cold_at_rest_hot_after_an_event_then_warm() -> None:
+    schedule = StepSchedule(hot_step_ms=1, warm_seconds=60.0)
     assert schedule.watch(now=100.0) == (25, 25, 0)  # cold: waits for an event, however long
     schedule.event(now=100.0)
-    assert schedule.watch(now=100.0) == (DEBOUNCE_MS, 1, 2000)  # hot: back after 2 s of quiet
-    assert schedule.watch(now=101.9)[1] == 1
-    assert schedule.watch(now=102.0) == (25, 25, 0)  # 2 s of quiet: cold again
+    assert schedule.watch(now=100.0) == (DEBOUNCE_MS, 1, 2000)  # hot: back when it ends
+    assert schedule.watch(now=101.5) == (DEBOUNCE_MS, 1, 500)
+    assert schedule.watch(now=102.0) == (DEBOUNCE_MS, 3, 58000)  # warm until a minute of quiet
+    assert schedule.watch(now=159.9)[1] == 3
+    assert schedule.watch(now=160.0) == (25, 25, 0)  # a minute of quiet: at rest
+
+
+def test_no_warm_step_goes_from_hot_to_cold() -> None:
+    schedule = StepSchedule(hot_step_ms=2, warm_seconds=0)
+    schedule.event(now=0.0)
+    assert schedule.watch(now=1.0)[1] == 2
+    assert schedule.watch(now=2.0)[1] == 25
 
 
 class RecordingSchedule(StepSchedule):
     """The real schedule, which also keeps each watch's step."""
 
-    def __init__(self, **kwargs: float) -> None:
-        super().__init__(**kwargs)  # type: ignore[arg-type]
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         self.steps: list[int] = []
 
     def watch(self, now: float) -> tuple[int, int, int]:
@@ -33,7 +43,9 @@ class RecordingSchedule(StepSchedule):
 
 
 async def test_the_real_watcher_switches_from_cold_to_hot_and_back(tmp_path: Path) -> None:
-    schedule = RecordingSchedule(hot_step_ms=1, cold_step_ms=30, hot_seconds=0.3)
+    schedule = RecordingSchedule(
+        hot_step_ms=1, warm_seconds=0.6, warm_step_ms=4, cold_step_ms=30, hot_seconds=0.3
+    )
     stop = threading.Event()
     batches: list[set[str]] = []
 
@@ -47,10 +59,12 @@ async def test_the_real_watcher_switches_from_cold_to_hot_and_back(tmp_path: Pat
         write_atomic(tmp_path / "job" / "progress.json", {"status": "running"})
         await wait_for(lambda: bool(batches), what="the write's batch")
         await wait_for(lambda: 1 in schedule.steps, what="a hot watch after the event")
-        cold_again = len(schedule.steps)
-        # 0.3 s without an event: the hot watch times out and the cold step comes back.
-        await wait_for(lambda: schedule.steps[cold_again:].count(30) >= 1, what="cold again")
+        # Without another event, each watch times out when its step's time is up.
+        await wait_for(lambda: 4 in schedule.steps, what="warm after 0.3 s")
+        await wait_for(lambda: schedule.steps[-1] == 30, what="cold again after 0.6 s")
         assert schedule.steps[0] == 30 and schedule.steps[1] == 1
+        tiers = [step for i, step in enumerate(schedule.steps) if schedule.steps[i - 1] != step]
+        assert tiers[-3:] == [1, 4, 30]
     finally:
         stop.set()
         await asyncio.wait_for(task, 5)
