@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import urllib.parse
 from collections.abc import Callable, Sequence
 from typing import Final
 
@@ -49,6 +50,11 @@ async def refused(url: str) -> None:
     try:
         await asyncio.wait_for(client.ping(), CONNECT_TIMEOUT + 1)
     except (AuthenticationError, ResponseError) as e:
+        if "auth" in str(e).lower() and not urllib.parse.urlsplit(url).password:
+            raise BusConfigError(
+                "--redis: Redis wants a password and the URL has none "
+                "(redis://:PASSWORD@HOST:PORT/DB; SIDECAR_REDIS_URL keeps it out of ps)"
+            ) from None
         raise BusConfigError(f"--redis: Redis refused the connection: {e}") from None
     except (*FAILURES, TimeoutError):
         pass
@@ -80,15 +86,15 @@ class Link:
     (``READING``, ``WRITING``) last succeeded; the log hears of each change once.
 
     Args:
-        on_up: called when Redis answers every part again after it did not.
+        on_reading: called when the stream is read again after it was not.
         clients: dropped (their connections) whenever a part fails, so that no part finds a
             stale connection when Redis is back.
     """
 
-    def __init__(self, on_up: Callable[[], None], clients: Sequence[aioredis.Redis]) -> None:
+    def __init__(self, on_reading: Callable[[], None], clients: Sequence[aioredis.Redis]) -> None:
         self.ready = asyncio.Event()
         """Set once every job of the cluster has been read, or Redis found unreachable."""
-        self._on_up = on_up
+        self._on_reading = on_reading
         self._clients = clients
         self._failing: set[str] = {READING}  # until the first read
         self._down_said = False
@@ -106,17 +112,17 @@ class Link:
         if part not in self._failing:
             return
         self._failing.discard(part)
-        if not self._failing:
-            self._on_up()
-            if self._down_said:
-                logger.info("bus up again: Redis answers")
-                self._down_said = False
+        if part == READING:
+            self._on_reading()
+        if not self._failing and self._down_said:
+            logger.info("bus up again: Redis answers")
+            self._down_said = False
 
     async def failed(self, part: str, error: BaseException) -> None:
         self._failing.add(part)
         if not self._down_said:
             what = "bus down" if self.ready.is_set() else "bus unreachable at start"
-            reason = str(error) or type(error).__name__
+            reason = str(error).rstrip(".") or type(error).__name__
             logger.warning(
                 "%s (%s): %s; serving what is known, retrying with backoff", what, part, reason
             )

@@ -90,6 +90,13 @@ class Publisher:
             backoff.reset()
             await asyncio.sleep(HEARTBEAT_INTERVAL)
 
+    async def leave(self) -> None:
+        """Say this node's sidecar stops (its announcement goes; the others know at once)."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.delete(wire.node_key(self.node))
+            self._xadd(pipe, wire.leave_message(self.node))
+            await pipe.execute()
+
     async def run(self) -> None:
         """Write what changes to Redis, until cancelled."""
         watch = self.hub.watch_all()

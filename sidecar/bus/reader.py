@@ -20,6 +20,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
 from sidecar.bus import wire
+from sidecar.bus.defaults import HEARTBEAT_INTERVAL
 from sidecar.bus.link import FAILURES, READING, Backoff, Link
 from sidecar.core.events import Event, HistoryLines, JobGone, JobPublished, NodeBack, NodeLost
 from sidecar.core.hub import JobHub
@@ -31,6 +32,8 @@ TRIMMED: Final = "trimmed"
 READ_BLOCK_MS: Final = 1000
 READ_COUNT: Final = 1000
 MGET_BATCH: Final = 500
+ANNOUNCE_GRACE: Final = 4 * HEARTBEAT_INTERVAL
+"""Seconds a node that has jobs in Redis but no announcement there has to announce itself."""
 
 
 class Reader:
@@ -142,9 +145,10 @@ class Reader:
                     self._apply(JobGone(state.node, state.job_id))
         now = time.monotonic()
         for node in (nodes | alive) - {self.node}:
-            self.heard.setdefault(node, now)
-            if node not in alive and node not in self.hub.lost_nodes:
-                self._lose(node, "its announcement has expired")
+            # A node whose announcement is not there is given the time of two more (after a
+            # restart of Redis, a node may publish before it announces itself again).
+            silent = 0.0 if node in alive else max(0.0, self.node_timeout - ANNOUNCE_GRACE)
+            self.heard[node] = max(self.heard.get(node, 0.0), now - silent)
         for job_id in list(self._marks):
             self._fetch_history(job_id)
         logger.info("bus: read %d jobs of %d other nodes", len(found), len(nodes))
@@ -167,11 +171,14 @@ class Reader:
         message = self._decode(data)
         if message is None or message.origin == self.node:
             return
-        self.heard[message.origin] = time.monotonic()
-        if message.origin in self.hub.lost_nodes:
+        if not isinstance(message, wire.Leave):
+            self.heard[message.origin] = time.monotonic()
+        if message.origin in self.hub.lost_nodes and not isinstance(message, wire.Leave):
             logger.info("node %s is back", message.origin)
             self._apply(NodeBack(message.origin))
-        if isinstance(message, JobGone):
+        if isinstance(message, wire.Leave):
+            logger.info("node %s: its sidecar stopped", message.origin)
+        elif isinstance(message, JobGone):
             self._marks.pop(message.job_id, None)
             self._held.pop(message.job_id, None)
             self._apply(message)
@@ -200,10 +207,15 @@ class Reader:
             for node, at in list(self.heard.items()):
                 if now - at >= self.node_timeout and node not in self.hub.lost_nodes:
                     self._lose(node, f"not heard from for {self.node_timeout:g} s")
+                if node in self.hub.lost_nodes and node not in self.hub.stranded_nodes():
+                    del self.heard[node]  # nothing of it runs any more: forgotten
 
     def _lose(self, node: str, why: str) -> None:
-        logger.warning("node %s lost: %s; its running jobs are shown stalled", node, why)
         self._apply(NodeLost(node))
+        if node not in self.hub.stranded_nodes():
+            logger.info("node %s is gone (%s), with no job running", node, why)
+        else:
+            logger.warning("node %s lost: %s; its running jobs are shown stalled", node, why)
 
     def history_wanted(self, job_id: str) -> None:
         """Someone here wants a job's history: if it is another node's, read it from Redis."""

@@ -18,6 +18,9 @@ from sidecar.bus.publisher import Publisher
 from sidecar.bus.reader import Reader
 from sidecar.core.hub import JobHub
 
+LEAVE_TIMEOUT = 1.0
+"""Seconds a stopping node spends saying so."""
+
 
 class RedisBus:
     """The bus of one sidecar.
@@ -47,7 +50,7 @@ class RedisBus:
         self.publishes = publish
         # One client for the reader, which blocks on the stream, one for the writers.
         self._clients = (connect(url), connect(url))
-        self.link = Link(on_up=lambda: self.reader.forgive_silence(), clients=self._clients)
+        self.link = Link(on_reading=lambda: self.reader.forgive_silence(), clients=self._clients)
         self.reader = Reader(self._clients[0], self.link, hub, node=node, node_timeout=node_timeout)
         self.publisher = Publisher(
             self._clients[1],
@@ -89,6 +92,9 @@ class RedisBus:
             for task in [*tasks, *self.reader.fetches]:
                 task.cancel()
             await asyncio.gather(*tasks, *self.reader.fetches, return_exceptions=True)
+            if self.publishes and self.link.up:
+                with contextlib.suppress(*FAILURES, TimeoutError):
+                    await asyncio.wait_for(self.publisher.leave(), LEAVE_TIMEOUT)
             for client in self._clients:
                 with contextlib.suppress(*FAILURES):
                     await client.aclose()

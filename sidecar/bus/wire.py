@@ -30,6 +30,7 @@ STATE = "state"
 GONE = "gone"
 HISTORY = "history"
 HEARTBEAT = "heartbeat"
+LEAVE = "leave"
 
 
 def job_key(node: str, job_id: str) -> str:
@@ -79,6 +80,10 @@ def gone_message(node: str, job_id: str) -> bytes:
 
 def heartbeat_message(node: str, epoch: str) -> bytes:
     return encode({"kind": HEARTBEAT, "node": node, "epoch": epoch})
+
+
+def leave_message(node: str) -> bytes:
+    return encode({"kind": LEAVE, "node": node})
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,7 +152,14 @@ class Heartbeat:
     epoch: str
 
 
-Message = JobPublished | JobGone | History | Heartbeat
+@dataclass(frozen=True, slots=True)
+class Leave:
+    """A node's sidecar stops (SIGTERM, Ctrl-C): it will not be heard from again."""
+
+    origin: str
+
+
+Message = JobPublished | JobGone | History | Heartbeat | Leave
 
 
 class BadMessage(ValueError):
@@ -178,6 +190,8 @@ def _message(message: JSONObject) -> Message:
         raise BadMessage(f"invalid node {node!r}")
     if kind == HEARTBEAT:
         return Heartbeat(node, _epoch(message["epoch"]))
+    if kind == LEAVE:
+        return Leave(node)
     job_id = message["job_id"]
     if not isinstance(job_id, str) or not is_valid_job_id(job_id):
         raise BadMessage(f"invalid job id {job_id!r}")

@@ -91,8 +91,17 @@ def redis_url(text: str) -> str:
     """A Redis URL. The error never repeats the text: it may hold a password."""
     value = text.strip()
     if not _is_redis_url(value):
-        raise argparse.ArgumentTypeError(f"not a Redis URL (want {REDIS_URL_FORM})")
+        hint = ""
+        if "://" not in value and "@" not in value and _HOST_PORT.fullmatch(value):
+            hint = f"; did you mean redis://{value}?"
+        raise argparse.ArgumentTypeError(
+            f"not a Redis URL (want {REDIS_URL_FORM}; a password with /, # or @ in it is "
+            f"written %2F, %23, %40){hint}"
+        )
     return value
+
+
+_HOST_PORT = re.compile(r"[A-Za-z0-9.-]+(:\d+)?(/\d+)?")
 
 
 def _is_redis_url(text: str) -> bool:

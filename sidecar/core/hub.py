@@ -333,6 +333,15 @@ class JobHub:
     def lost_nodes(self) -> frozenset[str]:
         return frozenset(self._lost_nodes)
 
+    def stranded_nodes(self) -> set[str]:
+        """The lost nodes that own a job not complete (a node gone with nothing running is no
+        one's concern)."""
+        return {
+            state.node
+            for state in self.states()
+            if state.node in self._lost_nodes and not state.complete
+        }
+
     def remove(self, job_id: str) -> None:
         """Forget a job; its subscriptions see ``version`` None."""
         channel = self._channels.pop(job_id, None)

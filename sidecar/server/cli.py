@@ -12,7 +12,7 @@ import sys
 import urllib.parse
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from aiohttp import web
 
@@ -78,6 +78,29 @@ _OPTIONS: list[tuple[str, Callable[[str], Any], str | None, str]] = [
 ]  # fmt: skip
 
 
+class _Parser(argparse.ArgumentParser):
+    """Its errors never repeat a password: a mistyped flag (``--rediss redis://:pw@...``) is
+    echoed back, and stderr ends up in the journal."""
+
+    def error(self, message: str) -> NoReturn:
+        super().error(logs.redact_urls(message))
+
+
+class _Once(argparse.Action):
+    """A flag that may be given once (a second ``--redis`` would silently win)."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        if getattr(namespace, self.dest) is not None:
+            parser.error(f"{option_string} given twice")
+        setattr(namespace, self.dest, values)
+
+
 class _DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Shows a flag's default where it has one worth showing (not None, [] or a switch's off)."""
 
@@ -93,7 +116,7 @@ def _field(flag: str) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     defaults = Settings(root=Path("."))
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="progress-sidecar",
         description=(
             "Watch <root>/<job_id>/progress.json files and stream every change to WebSocket "
@@ -116,6 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--redis",
         type=redis_url,
+        action=_Once,
         default=None,  # not the environment's: --help would print it, password and all
         metavar="URL",
         help=f"cluster mode: publish this node's jobs to Redis and serve every node's (or env "

@@ -39,6 +39,14 @@ def redact_query(request: web.BaseRequest) -> str:
     return f"{request.path}?{'&'.join(pairs)}"
 
 
+_URL_PASSWORD = re.compile(r"(://[^\s/@:\[]*:)[^\s/@\]]*@")
+
+
+def redact_urls(text: str) -> str:
+    """``text`` with the password of every URL in it hidden (``redis://:***@host``)."""
+    return _URL_PASSWORD.sub(r"\1***@", text)
+
+
 def redact(text: str, secrets: Iterable[str] = ()) -> str:
     """``text`` with every secret (in plain and URL-encoded spellings) and every token-shaped
     value hidden."""

@@ -98,8 +98,8 @@ class _Figures(Collector):
             )
             yield GaugeMetricFamily(
                 "sidecar_nodes_lost",
-                "Nodes silent for --node-timeout (cluster mode).",
-                value=len(self.hub.lost_nodes),
+                "Nodes silent for --node-timeout with jobs still running (cluster mode).",
+                value=len(self.hub.stranded_nodes()),
             )
 
 

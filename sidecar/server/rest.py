@@ -83,7 +83,7 @@ async def health(request: web.Request) -> web.Response:
     if bus is not None:
         health["bus"] = "up" if bus.up else "down"
         health["nodes"] = bus.nodes()
-        health["lost_nodes"] = sorted(hub.lost_nodes)
+        health["lost_nodes"] = sorted(hub.stranded_nodes())
     return web.json_response(health)
 
 

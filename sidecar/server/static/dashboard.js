@@ -120,6 +120,12 @@
     notice.hidden = !missingRoot;
     notice.textContent = missingRoot ? `The jobs root ${health.root_path ?? health.root} does not exist (yet): the sidecar is waiting for it.` : "";
     $("jobs-empty").hidden = ids.length > 0 || missingRoot || health === null;
+    if (health !== null && health.role === "gateway") {
+      $("jobs-empty").textContent =
+        health.bus === "down"
+          ? "No jobs yet: this gateway cannot reach Redis (it retries)."
+          : "No jobs on any node of the cluster yet.";
+    }
     $("jobs-table").hidden = ids.length === 0;
     body.replaceChildren(
       ...ids.map((id) => {

@@ -295,6 +295,9 @@ async def test_redis_restarted_empty_is_filled_again_and_nothing_goes_back(
     await other.until(lambda s: s.get("current_step") == 8)  # never closed as "job removed"
     assert [m["type"] for m in client.messages] == ["snapshot", "patch"]
     assert [m["type"] for m in other.messages] == ["snapshot", "patch"]
+    for sidecar in list(cluster.sidecars):  # a Redis outage is nobody's node lost
+        log = await cluster.stop(sidecar)
+        assert " lost" not in log, log
 
 
 async def test_a_gateway_started_late_knows_every_job_before_it_serves(cluster: Cluster) -> None:
@@ -318,9 +321,9 @@ async def test_wrong_credentials_are_a_configuration_error(
     locked = RedisServer(tmp_path, password="right-password")
     locked.start()
     try:
-        for url in (
-            f"redis://:wrong-password@127.0.0.1:{locked.port}/0",
-            f"redis://127.0.0.1:{locked.port}/0",
+        for url, said in (
+            (f"redis://:wrong-password@127.0.0.1:{locked.port}/0", "Redis refused the connection"),
+            (f"redis://127.0.0.1:{locked.port}/0", "Redis wants a password and the URL has none"),
         ):
             process = await asyncio.create_subprocess_exec(
                 *_sidecar_command(tmp_path, url),
@@ -330,7 +333,7 @@ async def test_wrong_credentials_are_a_configuration_error(
             _, err = await asyncio.wait_for(process.communicate(), 20)
             assert process.returncode == 2, err
             lines = err.decode().strip().splitlines()
-            assert len(lines) == 1 and "Redis refused the connection" in lines[0], lines
+            assert len(lines) == 1 and said in lines[0], lines
             assert "wrong-password" not in err.decode() and "Traceback" not in err.decode()
     finally:
         locked.stop()
@@ -549,3 +552,28 @@ async def _steps(cluster: Cluster, sidecar: Sidecar, job_id: str) -> list[int]:
 
 async def _steps_are(cluster: Cluster, sidecar: Sidecar, job_id: str, steps: list[int]) -> bool:
     return await _steps(cluster, sidecar, job_id) == steps
+
+
+async def test_a_stopped_node_with_nothing_running_is_forgotten(cluster: Cluster) -> None:
+    write_job(cluster.root("node-b"), "done-b", status="completed")
+    write_job(cluster.root("node-c"), "running-c", current_step=1)
+    b = await cluster.start("node-b")
+    c = await cluster.start("node-c")
+    gateway = await cluster.start(None)
+    await wait_for(lambda: _has_jobs(cluster, gateway, {"done-b": "node-b", "running-c": "node-c"}))
+    await cluster.stop(b)  # decommissioned: nothing of it runs
+    await cluster.stop(c)  # stopped under a running job: that job has nobody to follow it
+    await wait_for(lambda: _lost(cluster, gateway, ["node-c"]), timeout=10, what="node-c lost")
+    health = await cluster.get(gateway, "/healthz")
+    assert set(health["nodes"]) == {"node-c"}  # node-b is forgotten, not lost
+    jobs = await cluster.jobs(gateway)
+    assert jobs["running-c"]["stall_reason"] == "node lost"
+    assert jobs["done-b"]["status"] == "completed" and not jobs["done-b"]["stalled"]
+    log = await cluster.stop(gateway)
+    assert "node node-b: its sidecar stopped" in log
+    assert "node node-b is gone" in log and "node node-b lost" not in log
+    assert "node node-c lost" in log
+
+
+async def _lost(cluster: Cluster, sidecar: Sidecar, nodes: list[str]) -> bool:
+    return bool((await cluster.get(sidecar, "/healthz"))["lost_nodes"] == nodes)

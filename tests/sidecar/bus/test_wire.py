@@ -32,6 +32,7 @@ def test_a_state_goes_through_as_it_was() -> None:
 def test_gone_heartbeat_and_history() -> None:
     assert wire.decode(wire.gone_message("n", "j")) == JobGone("n", "j")
     assert wire.decode(wire.heartbeat_message("n", "e")) == wire.Heartbeat("n", "e")
+    assert wire.decode(wire.leave_message("n")) == wire.Leave("n")
     mark = wire.HistoryMark("e1", 2, 10)
     data = wire.history_message("n", "j", [b'{"loss":1.5}', b'{"step":2}'], mark=mark, reset=True)
     history = wire.decode(data)
