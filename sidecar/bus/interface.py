@@ -13,8 +13,6 @@ class BusConfigError(RuntimeError):
 
 
 class Bus(Protocol):
-    publishes: bool
-
     @property
     def up(self) -> bool:
         """Whether the bus answers now."""

@@ -20,7 +20,7 @@ import redis.asyncio as aioredis
 from sidecar.bus import wire
 from sidecar.bus.defaults import FINISHED_TTL, HEARTBEAT_INTERVAL, RUNNING_TTL, STREAM_LENGTH
 from sidecar.bus.link import FAILURES, WRITING, Backoff, Link
-from sidecar.core.hub import JobHub
+from sidecar.core.hub import JobHub, JobsWatch
 from sidecar.core.state import JobState
 
 logger = logging.getLogger(__name__)
@@ -34,7 +34,7 @@ goes out in pieces, and the event loop runs between them."""
 
 
 class Publisher:
-    """Writes ``node``'s own jobs of ``hub`` to Redis."""
+    """Writes the jobs of ``hub`` that are its own node's to Redis."""
 
     def __init__(
         self,
@@ -42,7 +42,6 @@ class Publisher:
         link: Link,
         hub: JobHub,
         *,
-        node: str,
         node_timeout: float,
         stream_length: int = STREAM_LENGTH,
         finished_ttl: int = FINISHED_TTL,
@@ -50,13 +49,14 @@ class Publisher:
         self.redis = redis
         self.link = link
         self.hub = hub
-        self.node = node
+        self.node = hub.node
         self.node_timeout = node_timeout
         self.stream_length = stream_length
         self.finished_ttl = finished_ttl
         self._republish = False
         self._swept = False
-        self._wake = asyncio.Event()
+        self._watch: JobsWatch | None = None
+        """What changed in the hub (while ``run`` runs); the announcer wakes it to republish."""
         self._published: set[str] = set()
         self._cursors: dict[str, wire.HistoryMark] = {}
 
@@ -77,7 +77,8 @@ class Publisher:
                 continue
             if before is None:
                 self._republish = True  # Redis is new or was emptied: tell it everything
-                self._wake.set()
+                if self._watch is not None:
+                    self._watch.wake.set()
             elif before.decode() != self.hub.epoch and announced and not said_twin:
                 # (Before this process's first announcement, it is its predecessor's.)
                 logger.warning(
@@ -99,7 +100,7 @@ class Publisher:
 
     async def run(self) -> None:
         """Write what changes to Redis, until cancelled."""
-        watch = self.hub.watch_all()
+        watch = self._watch = self.hub.watch_all()
         assert watch.history_changed is not None
         states: set[str] = set()
         histories: set[str] = set()
@@ -107,15 +108,8 @@ class Publisher:
         try:
             while True:
                 if not states and not histories and not self._republish:
-                    waits = [asyncio.ensure_future(watch.wake.wait())]
-                    waits.append(asyncio.ensure_future(self._wake.wait()))
-                    try:
-                        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-                    finally:
-                        for waiter in waits:
-                            waiter.cancel()
+                    await watch.wake.wait()
                 watch.wake.clear()
-                self._wake.clear()
                 states |= watch.changed
                 watch.changed = set()
                 histories |= watch.history_changed
@@ -137,6 +131,7 @@ class Publisher:
                 self.link.answered(WRITING)
                 backoff.reset()
         finally:
+            self._watch = None
             self.hub.unwatch_jobs(watch)
 
     async def _stale_jobs(self) -> set[str]:

@@ -37,15 +37,15 @@ ANNOUNCE_GRACE: Final = 4 * HEARTBEAT_INTERVAL
 
 
 class Reader:
-    """Reads the cluster's jobs into ``hub``, except this node's own (``node``)."""
+    """Reads the cluster's jobs into ``hub``, except its own node's."""
 
     def __init__(
-        self, redis: aioredis.Redis, link: Link, hub: JobHub, *, node: str, node_timeout: float
+        self, redis: aioredis.Redis, link: Link, hub: JobHub, *, node_timeout: float
     ) -> None:
         self.redis = redis
         self.link = link
         self.hub = hub
-        self.node = node
+        self.node = hub.node
         self.node_timeout = node_timeout
         self.heard: dict[str, float] = {}
         """Each known node and when it was last heard from (monotonic)."""

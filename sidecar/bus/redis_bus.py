@@ -27,9 +27,8 @@ class RedisBus:
 
     Args:
         url: Redis' URL (``redis://``, ``rediss://`` or ``unix://``).
-        hub: this sidecar's jobs.
-        node: this sidecar's node name.
-        publish: whether this sidecar publishes its own jobs (a node does, a gateway not).
+        hub: this sidecar's jobs; its node name is this sidecar's ("" for a gateway, which owns
+            no job and publishes nothing).
         node_timeout: seconds of silence after which a node is lost.
         stream_length: changes kept in the stream, about.
         finished_ttl: seconds a finished job stays in Redis.
@@ -40,23 +39,20 @@ class RedisBus:
         url: str,
         hub: JobHub,
         *,
-        node: str,
-        publish: bool,
         node_timeout: float = NODE_TIMEOUT,
         stream_length: int = STREAM_LENGTH,
         finished_ttl: int = FINISHED_TTL,
     ) -> None:
-        self.node = node
-        self.publishes = publish
+        self.node = hub.node
+        self.publishes = bool(hub.node)
         # One client for the reader, which blocks on the stream, one for the writers.
         self._clients = (connect(url), connect(url))
         self.link = Link(on_reading=lambda: self.reader.forgive_silence(), clients=self._clients)
-        self.reader = Reader(self._clients[0], self.link, hub, node=node, node_timeout=node_timeout)
+        self.reader = Reader(self._clients[0], self.link, hub, node_timeout=node_timeout)
         self.publisher = Publisher(
             self._clients[1],
             self.link,
             hub,
-            node=node,
             node_timeout=node_timeout,
             stream_length=stream_length,
             finished_ttl=finished_ttl,

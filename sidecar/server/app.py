@@ -89,13 +89,7 @@ def _redis_bus(settings: Settings, hub: JobHub) -> Bus:
     from sidecar.bus.redis_bus import RedisBus  # Redis' client is an extra
 
     assert settings.redis_url is not None
-    return RedisBus(
-        settings.redis_url,
-        hub,
-        node=hub.node,
-        publish=settings.root is not None,
-        node_timeout=settings.node_timeout,
-    )
+    return RedisBus(settings.redis_url, hub, node_timeout=settings.node_timeout)
 
 
 async def _background_tasks(app: web.Application) -> AsyncIterator[None]:

@@ -14,7 +14,7 @@ from tests.redis_server import RedisServer
 
 async def test_the_stream_is_trimmed_and_history_capped(redis_server: RedisServer) -> None:
     hub = JobHub(node="n", max_history=50)
-    bus = RedisBus(redis_server.url, hub, node="n", publish=True, stream_length=100)
+    bus = RedisBus(redis_server.url, hub, stream_length=100)
     task = asyncio.create_task(bus.run())
     redis = redis_server.client()
     try:
