@@ -29,18 +29,12 @@ class FileSignature(NamedTuple):
         return cls(st.st_ino, st.st_size, st.st_mtime_ns, stat.S_IFMT(st.st_mode))
 
 
-class JobEntry(NamedTuple):
-    """One job found by a scan: its directory's mtime and its file's signature, if any."""
-
-    dir_mtime: float
-    file: FileSignature | None
-
-
 class Scan(NamedTuple):
-    """What a scan found, how many stat calls it made on jobs (directory listings aside), and
-    the paths it did not follow because they are symlinks (or lie behind one)."""
+    """What a scan found: each job and its file's signature (None: a job directory without a
+    file), how many stat calls it made on jobs (directory listings aside), and the paths it
+    did not follow because they are symlinks (or lie behind one)."""
 
-    jobs: dict[str, JobEntry]
+    jobs: dict[str, FileSignature | None]
     stats: int
     links: list[Path]
 
@@ -61,6 +55,7 @@ class JobLayout:
     _job_re: re.Pattern[str] = field(init=False, repr=False)
     _dir_parts: tuple[str, ...] | None = field(init=False, repr=False)
     _root_length: int = field(init=False, repr=False)  # of "<root>/", to make paths relative
+    _name_in_dir: str | None = field(init=False, repr=False)  # of "{job_id}/<name>" patterns
 
     def __post_init__(self) -> None:
         parts = PurePosixPath(self.pattern).parts
@@ -88,6 +83,8 @@ class JobLayout:
         object.__setattr__(self, "_job_re", re.compile(job_re))
         object.__setattr__(self, "_root_length", len(str(self.root)) + 1)
         object.__setattr__(self, "_dir_parts", dir_parts)
+        in_dir = len(parts) == 2 and parts[0] == PLACEHOLDER
+        object.__setattr__(self, "_name_in_dir", parts[1] if in_dir else None)
 
     def file_for(self, job_id: str) -> Path:
         """The progress file of a job; ``job_id`` must be valid."""
@@ -130,14 +127,16 @@ class JobLayout:
     def scan(self) -> Scan:
         """Every job under the root, by stat alone (no file is opened), following no symlink
         below the root. Blocking."""
-        found: dict[str, JobEntry] = {}
+        found: dict[str, FileSignature | None] = {}
         links: set[Path] = set()
         stats = 0
         try:
-            root_fd = os.open(self.root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+            root_fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except (FileNotFoundError, NotADirectoryError):
             return Scan(found, stats, [])
         try:
+            if self._name_in_dir is not None:
+                return self._scan_job_directories(root_fd, self._name_in_dir)
             if self._dir_parts is not None:
                 glob = "/".join(self._dir_parts).replace(PLACEHOLDER, "*")
                 for job_dir in self.root.glob(glob):
@@ -157,7 +156,7 @@ class JobLayout:
                             if isinstance(file_stat, os.stat_result)
                             else None
                         )
-                        found[job_id] = JobEntry(dir_stat.st_mtime, signature)
+                        found[job_id] = signature
             else:
                 for file in self.root.glob(self.pattern.replace(PLACEHOLDER, "*")):
                     job_id = self.job_of(str(file))
@@ -166,10 +165,40 @@ class JobLayout:
                     if isinstance(file_stat, Path):
                         links.add(file_stat)
                     elif job_id is not None and file_stat is not None:
-                        signature = FileSignature.of(file_stat)
-                        found[job_id] = JobEntry(signature.mtime_ns / 1e9, signature)
+                        found[job_id] = FileSignature.of(file_stat)
         finally:
             os.close(root_fd)
+        return Scan(found, stats, sorted(links))
+
+    def _scan_job_directories(self, root_fd: int, name: str) -> Scan:
+        """The scan of the usual layout, ``{job_id}/<name>``: one listing of the root and one
+        ``fstatat`` a job, from the open root, with no path object made (a scan runs every few
+        seconds over every job: docs/benchmarks.md, idle). A directory's kind comes from the
+        listing; one swapped for a symlink before the ``fstatat`` can only lend a signature,
+        which makes the job be read again (through ``open_beneath``), never followed."""
+        found: dict[str, FileSignature | None] = {}
+        links: list[Path] = []
+        stats = 0
+        with os.scandir(root_fd) as entries:
+            for entry in entries:
+                job_id = entry.name
+                if not is_valid_job_id(job_id):
+                    continue
+                try:
+                    if entry.is_symlink():
+                        links.append(self.root / job_id)
+                        continue
+                    if not entry.is_dir(follow_symlinks=False):
+                        continue
+                except OSError:
+                    continue
+                stats += 1
+                try:
+                    file_stat = os.stat(f"{job_id}/{name}", dir_fd=root_fd, follow_symlinks=False)
+                except OSError:
+                    found[job_id] = None
+                else:
+                    found[job_id] = FileSignature.of(file_stat)
         return Scan(found, stats, sorted(links))
 
     def _lstat(

@@ -174,10 +174,10 @@ class FileWatcher:
         self.histories.read_all_new()
         # Jobs whose file is being read again after a bad read are left to those re-reads:
         # a scan every poll would start them over and over.
-        for job_id, entry in found.items():
+        for job_id, signature in found.items():
             if job_id in self.jobs.retries:
                 continue
-            if job_id not in self.jobs.known or self.jobs.seen.get(job_id) != entry.file:
+            if job_id not in self.jobs.known or self.jobs.seen.get(job_id) != signature:
                 self.histories.refresh_after(job_id)
         for job_id in [j for j in self.jobs.seen if j not in found and j not in self.jobs.retries]:
             self.histories.refresh_after(job_id)

@@ -88,8 +88,8 @@ def test_scan_finds_files_and_bare_job_directories(tmp_path: Path) -> None:
     (tmp_path / "a-file").write_text("")
     found = JobLayout(tmp_path, "{job_id}/progress.json").scan().jobs
     assert sorted(found) == ["bare", "with-file"]
-    assert found["bare"].file is None
-    signature = found["with-file"].file
+    assert found["bare"] is None
+    signature = found["with-file"]
     assert signature is not None
     st = os.stat(tmp_path / "with-file" / "progress.json")
     assert (signature.inode, signature.size, signature.mtime_ns) == (st.st_ino, 2, st.st_mtime_ns)
