@@ -109,3 +109,23 @@ def test_intervals_scenario_runs_both_settings_at_each_interval(tmp_path: Path) 
     assert report["commit"] and report["cores"]
     for target in report["targets"]:
         assert f"target {target}:" in result.stdout
+
+
+def test_fanout_scenario_reports_both_shapes_and_the_terminal_tick(tmp_path: Path) -> None:
+    """picows clients and a writer of their own: every phase delivers, and its terminal tick
+    is counted apart from the ordinary ones."""
+    result = run_quick("fanout", tmp_path)
+    report = json.loads((tmp_path / "fanout.json").read_text())
+    assert report["commit"] and report["load"].startswith("picows")
+    phases = report["phases"]
+    assert {p["shape"] for p in phases.values()} == {"independent", "lockstep"}
+    for name, phase in phases.items():
+        ticks, clients = phase["ticks"], report["clients"]
+        assert phase["terminal_tick_ms"]["n"] == clients, name
+        assert phase["ordinary_tick_ms"]["n"] == clients * (ticks - 1), name
+        assert phase["final_lost"] == phase["errors"] == phase["close_not_1000"] == 0, name
+        if phase["server"] == "sidecar":
+            assert phase["server_event_to_send"]["sends"] >= clients, name  # the finals at least
+    assert "terminal p99" in result.stdout
+    for target in report["targets"]:
+        assert f"target {target}:" in result.stdout

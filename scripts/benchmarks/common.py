@@ -131,13 +131,21 @@ def write_atomic(path: Path, state: dict[str, Any]) -> float:
 
 def latencies(written: dict[int, float], got: list[tuple[float, int]]) -> list[float]:
     """For each write, ms until the client held that step or a later one."""
+    return [ms for _step, ms in latencies_by_step(written, got)]
+
+
+def latencies_by_step(
+    written: dict[int, float] | dict[str, float], got: list[tuple[float, int]]
+) -> list[tuple[int, float]]:
+    """For each write (step: time), the step and ms until the client held it or a later one;
+    ``got`` is what the client held when (time, step), in order. Steps may be JSON's strings."""
     samples, index = [], 0
-    for step in sorted(written):
+    for step, at in sorted((int(s), t) for s, t in written.items()):
         while index < len(got) and got[index][1] < step:
             index += 1
         if index == len(got):
             break
-        samples.append((got[index][0] - written[step]) * 1000)
+        samples.append((step, (got[index][0] - at) * 1000))
     return samples
 
 
