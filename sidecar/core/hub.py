@@ -116,6 +116,8 @@ class JobHub:
         self.max_history = max_history
         self.stall_after = stall_after
         self._clock = clock
+        self.last_change = 0.0
+        """When (monotonic clock) a job last got a new version."""
         self.history_interest = HistoryInterest()
         """Where sources learn whose history someone wants (histories nobody asks for cost
         nothing); they answer with ``HistoryLines`` events."""
@@ -258,6 +260,7 @@ class JobHub:
         if json_equal(channel.version.body, body) and (name is None or name == channel.version.id):
             return
         self._touch(state.job_id)
+        self.last_change = time.monotonic()
         previous = channel.version
         version = channel.version = self._version(body, previous, name)
         self._keep(channel, version)
@@ -274,7 +277,11 @@ class JobHub:
             ):
                 subscription.sent = version
                 if not version.complete:
-                    continue  # its sender still has to close the connection after this one
+                    continue
+                if subscription.close_turn is not None:
+                    # Only the close is left, and it may wait: the final message is out.
+                    subscription.close_turn(subscription.wake)
+                    continue
             subscription.wake()
 
     def _version(

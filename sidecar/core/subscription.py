@@ -12,7 +12,7 @@ from sidecar.core.state import JobState
 from sidecar.core.version import DirectSend, Version, VersionId
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Callable, Iterable
 
 
 class Subscription:
@@ -23,6 +23,7 @@ class Subscription:
         "_wake",
         "address",
         "busy",
+        "close_turn",
         "direct",
         "full",
         "history",
@@ -46,6 +47,10 @@ class Subscription:
         """The client's own sender is in the middle of a send."""
         self.direct: DirectSend | None = None
         """Sends a patch at once, without waiting, if the connection can take it now."""
+        self.close_turn: Callable[[Callable[[], None]], None] | None = None
+        """Once the job's final version went out on the fast path, only the close is left: this
+        is handed the wake-up that leads the sender to it, to call when the close's turn comes
+        (the server paces closes); None: wake the sender at once."""
         self.resume_base: JSONObject | None = None
         """The state the client resumes from (it asked ``since`` a version still known); its
         first message is then a patch from this state, not a snapshot."""

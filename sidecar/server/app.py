@@ -17,7 +17,8 @@ from sidecar.files.stats import WatchStats
 from sidecar.files.watcher import FileWatcher
 from sidecar.server import dashboard, jobs_stream, rest, sockets, training_stream
 from sidecar.server.access import AccessPolicy, access_control
-from sidecar.server.keys import BUS, HUB, METRICS, SETTINGS, SOCKETS, WATCHER
+from sidecar.server.close_pacer import ClosePacer
+from sidecar.server.keys import BUS, CLOSES, HUB, METRICS, SETTINGS, SOCKETS, WATCHER
 from sidecar.server.metrics import Metrics
 from sidecar.server.settings import Settings
 from sidecar.server.stall_clock import run_stall_clock
@@ -55,6 +56,7 @@ def create_app(settings: Settings) -> web.Application:
     app[SETTINGS] = settings
     app[HUB] = hub
     app[SOCKETS] = set()
+    app[CLOSES] = ClosePacer(lambda: hub.last_change)
     # The seams between a source and the hub: events go in through hub.apply, and only the
     # wish for a job's history (hub.history_interest) goes the other way.
     if settings.root is not None:
@@ -100,6 +102,7 @@ async def _background_tasks(app: web.Application) -> AsyncIterator[None]:
         tasks.append(asyncio.create_task(work, name=name))
         tasks[-1].add_done_callback(_log_crash)
 
+    start("close-pacer", app[CLOSES].run())
     if watcher is not None:
         start("watcher", watcher.run())
         start("stall-clock", run_stall_clock(app[HUB], stall_after=app[SETTINGS].stall_after))

@@ -7,6 +7,7 @@ from aiohttp import web
 from sidecar.bus.interface import Bus
 from sidecar.core.hub import JobHub
 from sidecar.files.watcher import FileWatcher
+from sidecar.server.close_pacer import ClosePacer
 from sidecar.server.metrics import Metrics
 from sidecar.server.settings import Settings
 
@@ -18,3 +19,5 @@ BUS = web.AppKey("bus", Bus)
 """Present in cluster mode only."""
 SOCKETS = web.AppKey("sockets", set[web.WebSocketResponse])
 METRICS = web.AppKey("metrics", Metrics)
+CLOSES = web.AppKey("closes", ClosePacer)
+"""Paces the closes that follow jobs' ends."""

@@ -25,7 +25,8 @@ from sidecar.core.protocol import (
 from sidecar.core.subscription import Subscription
 from sidecar.core.version import DirectSend, Version
 from sidecar.server.access import client_address
-from sidecar.server.keys import HUB, METRICS
+from sidecar.server.close_pacer import ClosePacer
+from sidecar.server.keys import CLOSES, HUB, METRICS
 from sidecar.server.metrics import Metrics
 from sidecar.server.sockets import ClientSocket, admit, open_socket, serving
 
@@ -51,7 +52,7 @@ async def training_socket(request: web.Request) -> web.WebSocketResponse:
         on_end=subscription.wake,
         leave=lambda: hub.unsubscribe(subscription),
     ) as client:
-        await _send_updates(client, subscription, request.app[METRICS])
+        await _send_updates(client, subscription, request.app[METRICS], request.app[CLOSES])
     return ws
 
 
@@ -79,11 +80,14 @@ def _subscribe(
         return UNKNOWN_JOB
 
 
-async def _send_updates(client: ClientSocket, subscription: Subscription, metrics: Metrics) -> None:
+async def _send_updates(
+    client: ClientSocket, subscription: Subscription, metrics: Metrics, closes: ClosePacer
+) -> None:
     """Send each new version (the latest only, when the client lags) until the end."""
     history = _HistoryCursor() if subscription.history else None
     if not subscription.full and history is None:
         subscription.direct = _direct_sender(client, metrics)
+        subscription.close_turn = closes.later
     while True:
         await subscription.wait()
         if client.gone:

@@ -1,0 +1,66 @@
+"""The closes that follow jobs' ends wait for a quiet hub, and go a few per turn of the loop."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from sidecar.server.close_pacer import ClosePacer, ClosePolicy
+from tests.helpers import wait_for
+
+POLICY = ClosePolicy(quiet=0.002, max_wait=0.5, per_turn=2)
+
+
+def test_policy_waits_until_the_hub_is_quiet() -> None:
+    assert POLICY.delay(now=10.0, last_change=9.9995, oldest=9.99) == pytest.approx(0.0015)
+
+
+def test_policy_releases_at_once_when_the_hub_is_quiet() -> None:
+    assert POLICY.delay(now=10.0, last_change=9.0, oldest=10.0) == 0
+
+
+def test_policy_never_holds_a_close_past_max_wait() -> None:
+    """A hub that never goes quiet (writes every ms) still gets its closes done."""
+    assert POLICY.delay(now=10.5, last_change=10.5, oldest=10.0) == 0
+    assert POLICY.delay(now=10.499, last_change=10.499, oldest=10.0) == pytest.approx(0.001)
+
+
+async def test_pacer_wakes_in_order_a_few_per_turn() -> None:
+    pacer = ClosePacer(lambda: 0.0, policy=POLICY)
+    woken: list[int] = []
+    for i in range(7):
+        pacer.later(lambda i=i: woken.append(i))
+    task = asyncio.create_task(pacer.run())
+    try:
+        counts = []
+        while len(woken) < 7:
+            await asyncio.sleep(0)
+            counts.append(len(woken))
+        steps = [b - a for a, b in zip([0, *counts], counts, strict=False)]
+        assert max(steps) <= POLICY.per_turn, counts
+        assert woken == list(range(7))
+        assert len(pacer) == 0
+    finally:
+        task.cancel()
+        await asyncio.wait([task])
+
+
+async def test_pacer_holds_closes_while_the_hub_changes() -> None:
+    busy = [True]
+    pacer = ClosePacer(
+        lambda: time.monotonic() if busy[0] else 0.0,
+        policy=ClosePolicy(quiet=0.05, max_wait=30, per_turn=8),
+    )
+    woken: list[int] = []
+    pacer.later(lambda: woken.append(1))
+    task = asyncio.create_task(pacer.run())
+    try:
+        await asyncio.sleep(0.2)
+        assert woken == []  # the hub made a version "just now" at every look
+        busy[0] = False
+        await wait_for(lambda: woken == [1], what="the close once the hub is quiet")
+    finally:
+        task.cancel()
+        await asyncio.wait([task])
