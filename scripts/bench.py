@@ -24,7 +24,17 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from benchmarks import bytes as bytes_scenario
-from benchmarks import cluster, fanout, history_flood, idle, intervals, latency, legacy, startup
+from benchmarks import (
+    cluster,
+    fanout,
+    history_flood,
+    idle,
+    intervals,
+    latency,
+    legacy,
+    loops,
+    startup,
+)
 from benchmarks.common import machine, run_info
 from benchmarks.plot import latency_cdf
 
@@ -37,8 +47,10 @@ SCENARIOS = {
     "history_flood": history_flood,
     "intervals": intervals,
     "cluster": cluster,
+    "event_loops": loops,
 }
-NOT_IN_ALL = {"cluster", "intervals"}  # redis-server (and the cluster extra); 6 minutes
+# redis-server (and the cluster extra); 6 minutes; 5 minutes, uvloop installed.
+NOT_IN_ALL = {"cluster", "intervals", "event_loops"}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -46,7 +58,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--all",
         action="store_true",
-        help="run every scenario but --cluster (it needs redis-server) and --intervals (6 min)",
+        help="run every scenario but --cluster (it needs redis-server), --intervals (6 min) and "
+        "--event-loops (5 min)",
     )
     for name, module in SCENARIOS.items():
         parser.add_argument(
@@ -61,15 +74,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="short runs, to check that the scenarios work (figures are not meaningful)",
     )
     parser.add_argument("--legacy-server", metavar="ROOT", help=argparse.SUPPRESS)
-    parser.add_argument("--fanout-worker", nargs=5, metavar="ARG", help=argparse.SUPPRESS)
+    parser.add_argument("--fanout-load", metavar="SPEC", help=argparse.SUPPRESS)
+    parser.add_argument("--fanout-writer", metavar="SPEC", help=argparse.SUPPRESS)
     parser.add_argument("--cluster-worker", metavar="SPEC", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.legacy_server:
         asyncio.run(legacy.serve(Path(args.legacy_server)))
         return 0
-    if args.fanout_worker:
-        base, prefix, clients, offset, final = args.fanout_worker
-        asyncio.run(fanout.worker(base, prefix, int(clients), int(offset), int(final)))
+    if args.fanout_load:
+        fanout.load(args.fanout_load)
+        return 0
+    if args.fanout_writer:
+        fanout.writer(args.fanout_writer)
         return 0
     if args.cluster_worker:
         cluster.worker(args.cluster_worker)
@@ -80,7 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not chosen:
         parser.error(
             "choose scenarios (--latency, --fanout, --idle, --bytes, --startup, --history-flood, "
-            "--intervals, --cluster) or --all"
+            "--intervals, --cluster, --event-loops) or --all"
         )
     args.out.mkdir(parents=True, exist_ok=True)
     print(f"machine: {machine()}\n")
@@ -117,12 +133,19 @@ def _options(name: str, quick: bool) -> dict[str, Any]:
         return {}
     return {
         "latency": {"seconds": 3, "rounds": 3},
-        "fanout": {"seconds": 6},
+        "fanout": {"seconds": 3, "jobs": 10, "clients": 100},
         "idle": {"seconds": 3},
         "bytes": {"steps": 40, "interval": 0.05},
         "startup": {"rounds": 1},
         "history_flood": {"append_mb": 10, "file_mb": 20, "rounds": 1, "baseline_seconds": 1},
         "intervals": {"plan": ((0.05, 1, 2), (0.5, 2, 3))},
+        "event_loops": {
+            "latency_seconds": 2,
+            "fanout_seconds": 2,
+            "idle_seconds": 2,
+            "jobs": 5,
+            "clients": 20,
+        },
         "cluster": {
             "latency_rates": ((20, 2), (2, 2)),
             "nodes": 2,
