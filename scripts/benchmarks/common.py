@@ -73,11 +73,20 @@ async def spawn(*args: str, ready_timeout: float = 60) -> Server:
     return Server(process, match.group(1))
 
 
-async def start_sidecar(root: Path, *extra: str) -> Server:
+# The sidecar's own command line, with uvloop's policy installed first: how the event-loop
+# trial runs it on uvloop (the sidecar itself runs on asyncio's loop: docs/benchmarks.md).
+ON_UVLOOP = (
+    "import asyncio, sys, uvloop; asyncio.set_event_loop_policy(uvloop.EventLoopPolicy()); "
+    "from sidecar.server.cli import main; sys.exit(main())"
+)
+
+
+async def start_sidecar(root: Path, *extra: str, loop: str = "asyncio") -> Server:
+    """A sidecar on ``root``, on asyncio's event loop or (``loop="uvloop"``) on uvloop."""
+    command = ("-m", "sidecar") if loop == "asyncio" else ("-c", ON_UVLOOP)
     return await spawn(
         sys.executable,
-        "-m",
-        "sidecar",
+        *command,
         "--root",
         str(root),
         "--port",

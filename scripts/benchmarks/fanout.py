@@ -298,8 +298,7 @@ async def _phase(
 
 
 async def run_phases(
-    phases: tuple[Phase, ...], *, seconds: float, jobs: int, clients: int,
-    sidecar_flags: tuple[str, ...] = (),
+    phases: tuple[Phase, ...], *, seconds: float, jobs: int, clients: int, loop: str = "asyncio",
 ) -> dict[str, Any]:  # fmt: skip
     """Each phase's figures, by name, each on a server of its own."""
     import tempfile
@@ -308,9 +307,7 @@ async def run_phases(
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         for i, phase in enumerate(phases):
-            server = await (
-                start_legacy(root) if phase.legacy else start_sidecar(root, *sidecar_flags)
-            )
+            server = await (start_legacy(root) if phase.legacy else start_sidecar(root, loop=loop))
             try:
                 results[phase.name] = await _phase(
                     server, root, f"p{i}-job", phase, seconds=seconds, jobs=jobs, clients=clients

@@ -3,7 +3,8 @@
 Latency: both sidecars follow the same job, written at 20 Hz, at once. Fan-out: the fan-out
 scenario's phases (independent trainers at 2 and 10 Hz, the lockstep burst at 2 Hz), each loop
 in turn, phase by phase. Idle: both sidecars watch the same 1,000 jobs at rest, in the same
-window. uvloop is what ``--event-loop auto`` takes when it is installed (the fast extra).
+window. The sidecar runs on asyncio's loop; this trial runs it on uvloop by installing uvloop's
+policy before the sidecar's own ``main`` (docs/benchmarks.md has the figures and the choice).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ async def _latency(seconds: float, rate: float) -> dict[str, Any]:
         file = Path(tmp) / "bench" / "progress.json"
         file.parent.mkdir()
         write_atomic(file, {"status": "running", "step": 0})
-        servers = {loop: await start_sidecar(Path(tmp), "--event-loop", loop) for loop in LOOPS}
+        servers = {loop: await start_sidecar(Path(tmp), loop=loop) for loop in LOOPS}
         try:
             stop = asyncio.Event()
             got: dict[str, list[tuple[float, int]]] = {loop: [] for loop in LOOPS}
@@ -62,7 +63,7 @@ async def _idle(seconds: float, jobs: int) -> dict[str, float]:
             file.parent.mkdir()
             write_atomic(file, {"status": "running", "step": j})
             os.utime(file, (rest, rest))
-        servers = {loop: await start_sidecar(root, "--event-loop", loop) for loop in LOOPS}
+        servers = {loop: await start_sidecar(root, loop=loop) for loop in LOOPS}
         try:
             await asyncio.sleep(5)
             meters = {loop: CpuMeter(s.process.pid) for loop, s in servers.items()}
@@ -82,8 +83,7 @@ async def run(
     for phase in FANOUT_PHASES:
         for loop in LOOPS:
             got = await fanout.run_phases(
-                (phase,), seconds=fanout_seconds, jobs=jobs, clients=clients,
-                sidecar_flags=("--event-loop", loop),
+                (phase,), seconds=fanout_seconds, jobs=jobs, clients=clients, loop=loop,
             )  # fmt: skip
             fan[loop][phase.name] = got[phase.name]
     idle = await _idle(idle_seconds, 1000)

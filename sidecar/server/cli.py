@@ -37,7 +37,7 @@ from sidecar.core.environment import (
     env_token,
 )
 from sidecar.files.layout import JobLayout
-from sidecar.server import event_loop, logs
+from sidecar.server import logs
 from sidecar.server.access import AccessLogger, is_loopback
 from sidecar.server.app import create_app
 from sidecar.server.runner import (
@@ -181,13 +181,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="find changes by stat (for network filesystems) instead of inotify",
     )
     parser.add_argument(
-        "--event-loop",
-        default=defaults.event_loop,
-        choices=event_loop.CHOICES,
-        help="the event loop to run on: auto takes uvloop when it is installed (pip install "
-        "'progress-sidecar[fast]'), asyncio's own loop otherwise",
-    )
-    parser.add_argument(
         "--log-level",
         default="info",
         choices=["debug", "info", "warning", "error"],
@@ -234,10 +227,6 @@ def parse_settings(argv: Sequence[str] | None = None) -> tuple[Settings, str]:
             JobLayout(root, args.pattern)
         except ValueError as e:
             parser.error(str(e))
-    try:
-        event_loop.loop_factory(args.event_loop)
-    except event_loop.LoopUnavailable as e:
-        parser.error(str(e))
     if redis is not None and not _has_redis_client():
         parser.error("--redis needs Redis' client: pip install 'progress-sidecar[cluster]'")
     options = {_field(flag): getattr(args, _field(flag)) for flag, *_ in _OPTIONS}
@@ -248,7 +237,6 @@ def parse_settings(argv: Sequence[str] | None = None) -> tuple[Settings, str]:
         token=args.token or env_token(),
         allowed_origins=tuple(args.allowed_origin),
         allowed_hosts=tuple(args.allowed_host),
-        event_loop=args.event_loop,
         **options,
     )
     return settings, args.log_level
@@ -353,11 +341,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return tail.main(args[1:])
     settings, log_level = parse_settings(args)
     logs.configure(log_level, secrets=_secrets(settings))
-    loop_name, factory = event_loop.loop_factory(settings.event_loop)
-    logger.info("event loop: %s", loop_name)
     try:
-        with asyncio.Runner(loop_factory=factory) as runner:
-            runner.run(serve(settings))
+        asyncio.run(serve(settings))
     except TooFewFiles as e:
         logger.error("%s", e)
         return 2

@@ -45,5 +45,3 @@ class Settings:
     """Cluster mode: the bus (it may hold a password: never logged)."""
     node: str = field(default_factory=socket.gethostname)
     node_timeout: float = NODE_TIMEOUT
-    event_loop: str = "auto"
-    """``auto`` (uvloop when installed), ``asyncio`` or ``uvloop``."""
