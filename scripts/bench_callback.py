@@ -26,6 +26,10 @@ from typing import Any
 
 from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArguments
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from benchmarks.common import machine, run_info
+
 from trainer import ProgressCallback
 from trainer.corpus import BlockDataset, default_corpus, load_texts
 from trainer.model import build_tiny
@@ -72,7 +76,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.disable(logging.WARNING)
     texts = load_texts(default_corpus())
-    result: dict[str, Any] = {"steps": args.steps, "rounds": args.rounds}
+    result: dict[str, Any] = {"steps": args.steps, "rounds": args.rounds, "machine": machine()}
+    result.update(run_info())
     with tempfile.TemporaryDirectory() as jobs:
         for interval in (0.5, 0.0):
             without, with_cb, inside, once = [], [], [], []

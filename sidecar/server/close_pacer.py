@@ -3,10 +3,11 @@
 When a job completes, its final message goes out at once to every client on the fast path (the
 hub writes it during the same read that brought it). What is left, the close handshake, costs
 the sidecar about as much again per client (a close frame, the reply, the socket's teardown),
-and a thousand clients of jobs that end together would otherwise take it all in the same turn
-of the event loop, ahead of the next files' reads. So closes wait their turn: until the hub
-has made no new version for ``quiet`` seconds (a burst of writes is over), or at most
-``max_wait`` seconds, then a few per turn of the event loop.
+and a thousand clients of jobs that end together would otherwise take it all at once, ahead of
+the next files' reads. So closes wait their turn: until the hub has made no new version for
+``quiet`` seconds (a burst of writes is over), or at most ``max_wait`` seconds, and then go one
+at a time, ``spacing`` seconds apart, so that an update that comes meanwhile waits for one close
+at most (a thousand closes take about a second; their clients already hold the final state).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Final
 
 QUIET: Final = 0.002
 MAX_WAIT: Final = 0.5
-PER_TURN: Final = 1
+SPACING: Final = 0.001
 
 
 @dataclass(frozen=True)
@@ -30,16 +31,16 @@ class ClosePolicy:
     Args:
         quiet: how long the hub must have made no new version.
         max_wait: how long a close waits for that at most.
-        per_turn: closes released in one turn of the event loop.
+        spacing: the time between two closes.
     """
 
     quiet: float = QUIET
     max_wait: float = MAX_WAIT
-    per_turn: int = PER_TURN
+    spacing: float = SPACING
 
     def delay(self, *, now: float, last_change: float, oldest: float) -> float:
-        """Seconds to wait before releasing closes (0: release ``per_turn`` now), given the
-        time of the hub's last new version and when the oldest waiting close was queued."""
+        """Seconds to wait before the next close may go (0: now), given the time of the hub's
+        last new version and when the oldest waiting close was queued."""
         if now - oldest >= self.max_wait:
             return 0.0
         return max(0.0, min(self.quiet - (now - last_change), oldest + self.max_wait - now))
@@ -85,6 +86,5 @@ class ClosePacer:
                 if delay > 0:
                     await asyncio.sleep(delay)
                     continue
-                for _ in range(min(policy.per_turn, len(self._waiting))):
-                    self._waiting.popleft()[1]()
-                await asyncio.sleep(0)  # the woken senders close in the next turn, beside others
+                self._waiting.popleft()[1]()
+                await asyncio.sleep(policy.spacing)
