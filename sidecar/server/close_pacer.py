@@ -73,11 +73,11 @@ class ClosePacer:
 
     async def run(self) -> None:
         """Release waiting closes as the policy says, until cancelled."""
-        policy = self.policy
         while True:
             await self._queued.wait()
             self._queued.clear()
             while self._waiting:
+                policy = self.policy
                 delay = policy.delay(
                     now=time.monotonic(),
                     last_change=self._last_change(),

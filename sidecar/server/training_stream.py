@@ -92,6 +92,11 @@ async def _send_updates(
         await subscription.wait()
         if client.gone:
             return
+        if subscription.sent is not None and subscription.sent.complete:
+            # The final state went out on the fast path and the close waited its turn: what
+            # came meanwhile (the job's removal, a rewrite) does not change how this one ends.
+            await client.close(JOB_COMPLETE)
+            return
         version = subscription.version
         if version is None:
             await client.close(JOB_REMOVED)

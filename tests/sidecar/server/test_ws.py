@@ -17,7 +17,8 @@ import websockets
 from sidecar.core.contract import isoformat_utc
 from sidecar.core.patch import apply_merge_patch
 from sidecar.core.protocol import ENVELOPE_KEYS
-from sidecar.server.keys import HUB, WATCHER
+from sidecar.server.close_pacer import ClosePolicy
+from sidecar.server.keys import CLOSES, HUB, WATCHER
 from tests.conftest import StartSidecar
 from tests.helpers import silent_client, state_of, wait_for, write_atomic, write_in_place
 
@@ -562,3 +563,23 @@ async def test_a_malformed_since_closes_with_4400(
     client = await sidecar.connect("job1", f"since={since}")
     assert await client.closed() == 4400
     assert client.ws.close_code == 4400
+
+
+async def test_a_job_removed_while_its_close_waits_still_ends_complete(
+    jobs_root: Path, start_sidecar: StartSidecar
+) -> None:
+    """The final state went out; the close that waits its turn (paced) stays "job complete"
+    even if the job directory goes before that turn."""
+    file = jobs_root / "job1" / "progress.json"
+    write_atomic(file, progress(current_step=1))
+    sidecar = await start_sidecar()
+    pacer = sidecar.app[CLOSES]
+    pacer.policy = ClosePolicy(quiet=60, max_wait=60)  # no close's turn comes by itself
+    client = await sidecar.connect("job1")
+    await client.next()
+    write_atomic(file, {"job_id": "job1", "status": "completed", "current_step": 2})
+    await client.until(lambda s: s["status"] == "completed")
+    await wait_for(lambda: len(pacer) == 1, what="the close to wait its turn")
+    shutil.rmtree(jobs_root / "job1")
+    assert await client.closed() == 1000
+    assert client.ws.close_code == 1000
