@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """progress-sidecar's benchmarks: each scenario runs the sidecar and its contenders side by side.
 
-    .venv/bin/python scripts/bench.py --all                 # every scenario, about 5 minutes
+    .venv/bin/python scripts/bench.py --all                 # all but --cluster, --intervals, --event-loops: about 5 minutes
     .venv/bin/python scripts/bench.py --latency --idle      # some of them
     .venv/bin/python scripts/bench.py --cluster             # Redis, nodes, a gateway: about 2.3 minutes
 
@@ -49,7 +49,7 @@ SCENARIOS = {
     "cluster": cluster,
     "event_loops": loops,
 }
-# redis-server (and the cluster extra); 6 minutes; 5 minutes, uvloop installed.
+# redis-server (and the cluster extra); 6 minutes; 4 minutes.
 NOT_IN_ALL = {"cluster", "intervals", "event_loops"}
 
 
@@ -59,7 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--all",
         action="store_true",
         help="run every scenario but --cluster (it needs redis-server), --intervals (6 min) and "
-        "--event-loops (5 min)",
+        "--event-loops (4 min)",
     )
     for name, module in SCENARIOS.items():
         parser.add_argument(

@@ -14,13 +14,15 @@ from tests.redis_server import require_redis_server
 BENCH = Path(__file__).parents[1] / "scripts" / "bench.py"
 
 
-def run_quick(scenario: str, out: Path) -> subprocess.CompletedProcess[str]:
+def run_quick(
+    scenario: str, out: Path, *, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
     """``bench.py --SCENARIO --quick``, which must succeed."""
     result = subprocess.run(
         [sys.executable, str(BENCH), f"--{scenario}", "--quick", "--out", str(out)],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=timeout,
     )
     assert result.returncode == 0, result.stderr
     return result
@@ -111,10 +113,11 @@ def test_intervals_scenario_runs_both_settings_at_each_interval(tmp_path: Path) 
         assert f"target {target}:" in result.stdout
 
 
+@pytest.mark.timeout(240)
 def test_fanout_scenario_reports_both_shapes_and_the_terminal_tick(tmp_path: Path) -> None:
     """picows clients and a writer of their own: every phase delivers, and its terminal tick
     is counted apart from the ordinary ones."""
-    result = run_quick("fanout", tmp_path)
+    result = run_quick("fanout", tmp_path, timeout=220)
     report = json.loads((tmp_path / "fanout.json").read_text())
     assert report["commit"] and report["load"].startswith("picows")
     phases = report["phases"]
@@ -126,6 +129,9 @@ def test_fanout_scenario_reports_both_shapes_and_the_terminal_tick(tmp_path: Pat
         assert phase["final_lost"] == phase["errors"] == phase["close_not_1000"] == 0, name
         if phase["server"] == "sidecar":
             assert phase["server_event_to_send"]["sends"] >= clients, name  # the finals at least
-    assert "terminal p99" in result.stdout
+    assert "terminal p99" in result.stdout and "close after final" in result.stdout
+    for name, phase in phases.items():
+        if phase["server"] == "sidecar":
+            assert phase["close_after_final_ms"]["n"] == report["clients"], name
     for target in report["targets"]:
         assert f"target {target}:" in result.stdout

@@ -94,6 +94,8 @@ async def _load(base: str, jobs: list[str], final_step: int, deadline: float) ->
             self.state: Any = None
             self.got: list[tuple[float, int]] = []
             self.close_code: int | None = None
+            self.final_at: float | None = None  # when the state became complete
+            self.close_at: float | None = None  # when the server's close came
 
         def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
             if frame.msg_type == WSMsgType.TEXT:
@@ -105,7 +107,10 @@ async def _load(base: str, jobs: list[str], final_step: int, deadline: float) ->
                 self.state = apply_merge_patch(self.state, data) if kind == "patch" else data
                 if "step" in data:
                     self.got.append((now, self.state["step"]))
+                if self.final_at is None and self.state.get("status") == "completed":
+                    self.final_at = now
             elif frame.msg_type == WSMsgType.CLOSE:
+                self.close_at = time.time()
                 self.close_code = int(frame.get_close_code())
                 transport.send_close(WSCloseCode.OK)
                 transport.disconnect()
@@ -140,7 +145,14 @@ async def _load(base: str, jobs: list[str], final_step: int, deadline: float) ->
             continue
         state = f.state if isinstance(f.state, dict) else {}
         final = state.get("status") == "completed" and state.get("step") == final_step
-        results.append({"job": job, "got": f.got, "final": final, "close": f.close_code})
+        close_ms = (
+            (f.close_at - f.final_at) * 1000
+            if f.close_at is not None and f.final_at is not None
+            else None
+        )
+        results.append(
+            {"job": job, "got": f.got, "final": final, "close": f.close_code, "close_ms": close_ms}
+        )
     print(json.dumps({"clients": results, "cpu_seconds": time.process_time() - cpu}), flush=True)
 
 
@@ -265,7 +277,7 @@ async def _phase(
     results = [await _last_json(p, deadline - time.time() + 30) for p in loads]
     wall = time.monotonic() - began
     server_cpu = cpu_seconds(server.process.pid) - server_cpu
-    ordinary, terminal = [], []
+    ordinary, terminal, close_after = [], [], []
     lost = errors = bad_close = 0
     for result in results:
         for client in result["clients"]:
@@ -275,6 +287,8 @@ async def _phase(
             for step, ms in latencies_by_step(written["written"][client["job"]], client["got"]):
                 (terminal if step == final_step else ordinary).append(ms)
             lost += not client["final"]
+            if client["close_ms"] is not None:
+                close_after.append(client["close_ms"])
             bad_close += client["close"] != 1000
     return {
         "shape": phase.shape,
@@ -284,6 +298,8 @@ async def _phase(
         "latency_ms": percentiles(ordinary + terminal),
         "ordinary_tick_ms": percentiles(ordinary),
         "terminal_tick_ms": percentiles(terminal),
+        # From the final state to the server's close, as the client saw them (closes are paced).
+        "close_after_final_ms": percentiles(close_after),
         "server_event_to_send": None if phase.legacy else await _event_to_send(server),
         "final_lost": lost,
         "errors": errors,
@@ -382,9 +398,14 @@ def report(result: dict[str, Any]) -> str:
     term_rows = []
     for name, p in result["phases"].items():
         o, t = p["ordinary_tick_ms"], p["terminal_tick_ms"]
-        term_rows.append([name, o["p50"], o["p99"], o["max"], t["n"], t["p50"], t["p99"], t["max"]])
+        c = p["close_after_final_ms"]
+        term_rows.append(
+            [name, o["p50"], o["p99"], o["max"], t["n"], t["p50"], t["p99"], t["max"], c["p50"],
+             c["p99"], c["max"]]
+        )  # fmt: skip
     term_headers = ["ticks", "ordinary p50", "ordinary p99", "ordinary max", "terminal n",
-                    "terminal p50", "terminal p99", "terminal max"]  # fmt: skip
+                    "terminal p50", "terminal p99", "terminal max", "close after final p50",
+                    "p99", "max"]  # fmt: skip
     lines.append(table(term_headers, term_rows))
     for name, p in result["phases"].items():
         if e := p.get("server_event_to_send"):

@@ -273,6 +273,7 @@ class JobHub:
                 subscription.direct is not None
                 and not subscription.busy
                 and subscription.sent is previous
+                and not previous.complete  # its close waits its turn: nothing more goes out
                 and subscription.direct(version, previous)
             ):
                 subscription.sent = version

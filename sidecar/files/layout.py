@@ -130,8 +130,11 @@ class JobLayout:
         found: dict[str, FileSignature | None] = {}
         links: set[Path] = set()
         stats = 0
+        # Listing the root (the usual layout) needs it opened for reading; the other layouts
+        # glob by path and need only a handle to stat from (a root they may search, not read).
+        mode = os.O_RDONLY if self._name_in_dir is not None else os.O_PATH
         try:
-            root_fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            root_fd = os.open(self.root, mode | os.O_DIRECTORY | os.O_CLOEXEC)
         except (FileNotFoundError, NotADirectoryError):
             return Scan(found, stats, [])
         try:

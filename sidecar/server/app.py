@@ -125,4 +125,7 @@ def _log_crash(task: asyncio.Task[None]) -> None:
 
 
 async def _close_sockets(app: web.Application) -> None:
+    # Clients whose job ended and whose close waits its turn close as complete first.
+    app[CLOSES].flush()
+    await asyncio.sleep(0)
     await sockets.close_all(app[SOCKETS], timeout=SHUTDOWN_CLOSE_TIMEOUT)

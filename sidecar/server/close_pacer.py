@@ -56,10 +56,10 @@ class ClosePacer:
     """
 
     def __init__(
-        self, last_change: Callable[[], float], *, policy: ClosePolicy | None = None
+        self, last_change: Callable[[], float], *, policy: ClosePolicy = ClosePolicy()
     ) -> None:
         self._last_change = last_change
-        self.policy = policy or ClosePolicy()
+        self.policy = policy
         self._waiting: collections.deque[tuple[float, Callable[[], None]]] = collections.deque()
         self._queued = asyncio.Event()
 
@@ -70,6 +70,12 @@ class ClosePacer:
         """Call ``wake`` when a close's turn comes."""
         self._waiting.append((time.monotonic(), wake))
         self._queued.set()
+
+    def flush(self) -> None:
+        """Call every waiting wake-up now (the server is shutting down: those clients end as
+        their jobs did, not with the shutdown's 1001)."""
+        while self._waiting:
+            self._waiting.popleft()[1]()
 
     async def run(self) -> None:
         """Release waiting closes as the policy says, until cancelled."""

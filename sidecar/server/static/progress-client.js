@@ -168,6 +168,12 @@
         this.version = versionOf(message);
         firstState = false;
         this._emit();
+        if (this.state.complete) {
+          // The final state is here: end now, not when the server's close comes (the server
+          // paces the closes that follow jobs' ends, so that one may wait a second or two).
+          this._complete();
+          ws.close(1000);
+        }
       };
       ws.onclose = (event) => {
         this.ws = null;

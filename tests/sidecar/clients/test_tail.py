@@ -13,7 +13,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -208,6 +208,20 @@ async def test_tail_wait_follows_a_job_that_appears(jobs_root: Path, sidecar_url
     assert out.splitlines()[-1] == "later completed: final loss 0.5000"
 
 
+@pytest.fixture
+def sigint_not_ignored() -> Iterator[None]:
+    """SIGINT as a terminal gives it: a suite started as a background job of a script has it
+    ignored, and a child inherits that (Python then never raises KeyboardInterrupt in it)."""
+    before = signal.getsignal(signal.SIGINT)
+    if before is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
+@pytest.mark.usefixtures("sigint_not_ignored")
 async def test_tail_ctrl_c_exits_130_quietly(sidecar_url: str) -> None:
     process = await start_tail("later", "--wait", "--url", sidecar_url)
     assert process.stderr is not None

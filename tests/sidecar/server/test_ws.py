@@ -583,3 +583,40 @@ async def test_a_job_removed_while_its_close_waits_still_ends_complete(
     shutil.rmtree(jobs_root / "job1")
     assert await client.closed() == 1000
     assert client.ws.close_code == 1000
+
+
+async def test_a_job_rewritten_while_its_close_waits_sends_nothing_more(
+    jobs_root: Path, start_sidecar: StartSidecar
+) -> None:
+    """A client that has its job's final state gets no later state: its connection ends as
+    complete, whatever the file says meanwhile."""
+    file = jobs_root / "job1" / "progress.json"
+    write_atomic(file, progress(current_step=1))
+    sidecar = await start_sidecar()
+    pacer = sidecar.app[CLOSES]
+    pacer.policy = ClosePolicy(quiet=60, max_wait=60)  # no close's turn comes by itself
+    client = await sidecar.connect("job1")
+    await client.next()
+    write_atomic(file, {"job_id": "job1", "status": "completed", "current_step": 2})
+    await client.until(lambda s: s["status"] == "completed")
+    write_atomic(file, progress(current_step=3))  # the training server reuses the id
+    assert await client.closed() == 1000
+    assert client.state is not None and client.state["status"] == "completed"
+
+
+async def test_a_shutdown_closes_ended_jobs_as_complete(
+    jobs_root: Path, start_sidecar: StartSidecar
+) -> None:
+    """Closes that wait their turn at shutdown go out as 1000 (complete), not 1001."""
+    file = jobs_root / "job1" / "progress.json"
+    write_atomic(file, progress(current_step=1))
+    sidecar = await start_sidecar()
+    pacer = sidecar.app[CLOSES]
+    pacer.policy = ClosePolicy(quiet=60, max_wait=60)
+    client = await sidecar.connect("job1")
+    await client.next()
+    write_atomic(file, {"job_id": "job1", "status": "completed", "current_step": 2})
+    await client.until(lambda s: s["status"] == "completed")
+    await wait_for(lambda: len(pacer) == 1, what="the close to wait its turn")
+    await sidecar.app.shutdown()
+    assert await client.closed() == 1000
