@@ -1,5 +1,7 @@
-"""Idle: 1,000 jobs and no writes. The sidecar, at its shipped defaults, against the seed's 2-s
-loop over the same files."""
+"""Idle: 1,000 jobs and no writes; the sidecar at its defaults, alone and beside the 2-s loop.
+
+The seed's 2-s loop reads the same files meanwhile (inotify reports those reads to the sidecar).
+"""
 
 from __future__ import annotations
 
