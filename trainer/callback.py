@@ -32,8 +32,10 @@ def _now_iso() -> str:
     return isoformat_utc(time.time())
 
 
-def _timed(method: F) -> F:
-    """Count the time each hook takes in ``hook_seconds``, so the callback's cost is known."""
+def _hook(method: F) -> F:
+    """The one guard of every hook: an exception never reaches training (it is logged once per
+    hook and kind, and that hook's work is skipped), and the time each hook takes is counted in
+    ``hook_seconds``, so the callback's cost is known. Cancellation (a BaseException) passes."""
     name = method.__name__
 
     @functools.wraps(method)
@@ -41,6 +43,9 @@ def _timed(method: F) -> F:
         began = time.perf_counter()
         try:
             return method(self, *args, **kwargs)
+        except Exception as e:
+            self._hook_failed(name, e)
+            return None
         finally:
             self.hook_seconds[name] = self.hook_seconds.get(name, 0.0) + time.perf_counter() - began
 
@@ -86,10 +91,11 @@ class ProgressCallback(TrainerCallback):
         self._terminal = False
         self._trainer_state: TrainerState | None = None  # the latest, for a failure's figures
         self._process = {"pid": os.getpid(), "hostname": socket.gethostname()}
+        self._failures_said: set[tuple[str, str]] = set()
 
     # --- hooks -------------------------------------------------------------------------
 
-    @_timed
+    @_hook
     def on_train_begin(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
     ) -> None:
@@ -107,7 +113,7 @@ class ProgressCallback(TrainerCallback):
         )
         self.start()
 
-    @_timed
+    @_hook
     def on_step_end(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
     ) -> None:
@@ -124,7 +130,7 @@ class ProgressCallback(TrainerCallback):
         if self.writer.due():
             self._write(state)
 
-    @_timed
+    @_hook
     def on_log(
         self,
         args: TrainingArguments,
@@ -146,7 +152,7 @@ class ProgressCallback(TrainerCallback):
         if self.writer.due():
             self._write(state)
 
-    @_timed
+    @_hook
     def on_evaluate(
         self,
         args: TrainingArguments,
@@ -162,7 +168,7 @@ class ProgressCallback(TrainerCallback):
         if self.writer.due():
             self._write(state)
 
-    @_timed
+    @_hook
     def on_train_end(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
     ) -> None:
@@ -209,6 +215,18 @@ class ProgressCallback(TrainerCallback):
 
     # --- inside --------------------------------------------------------------------------
 
+    def _hook_failed(self, hook: str, error: Exception) -> None:
+        kind = (hook, type(error).__name__)
+        if kind not in self._failures_said:
+            self._failures_said.add(kind)
+            logger.warning(
+                "job %s: progress callback's %s failed (%s: %s); training goes on (said once)",
+                self.job_id,
+                hook,
+                type(error).__name__,
+                error,
+            )
+
     def _progress_fields(self, state: TrainerState) -> dict[str, Any]:
         step = state.global_step
         total = state.max_steps or 0
@@ -216,7 +234,7 @@ class ProgressCallback(TrainerCallback):
             "current_step": step,
             "progress": round(min(100.0, 100.0 * step / total), 2) if total else None,
         }
-        if state.epoch is not None:
+        if state.epoch is not None and math.isfinite(state.epoch):
             total_epochs = self._fields.get("total_epochs") or math.inf
             fields["current_epoch"] = min(int(state.epoch) + 1, total_epochs)
         if self._step_seconds:

@@ -25,6 +25,8 @@ def positive_float(text: str) -> float:
     value = float(_number(float, text))
     if not value > 0:  # also refuses NaN
         raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
+    if value == float("inf"):  # an infinite timeout, learning rate or epoch count breaks later
+        raise argparse.ArgumentTypeError(f"must be finite: {text!r}")
     return value
 
 

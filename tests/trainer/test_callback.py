@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import math
 from pathlib import Path
 from typing import Any
 
@@ -138,3 +140,30 @@ def test_tiny_model_is_built_offline_and_trains() -> None:
     batch = BlockDataset(lm.encode(texts), lm.block_size)[0]
     loss = lm.model(input_ids=batch["input_ids"][None], labels=batch["labels"][None]).loss
     assert torch.isfinite(loss)
+
+
+def test_no_hook_raises_into_training(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """An odd state (a NaN epoch) or a failing write is logged once per hook and kind; training
+    goes on, and the next good call writes again."""
+    callback = ProgressCallback(tmp_path / "j", min_interval=0, gpu=NoGpu())
+    args = TrainingArguments(output_dir=str(tmp_path / "out"), report_to="none", use_cpu=True)
+    state = TrainerState()
+    state.epoch = math.nan
+    callback.on_train_begin(args, state, TrainerControl())
+    callback.on_log(args, state, TrainerControl(), logs={"loss": 1.0})  # no ValueError
+    assert "current_epoch" not in json.loads((tmp_path / "j" / "progress.json").read_text())
+
+    def broken(*args: Any, **kwargs: Any) -> None:
+        raise OSError(28, "No space left on device")
+
+    callback.writer.write = broken  # type: ignore[method-assign]
+    with caplog.at_level(logging.WARNING, logger="trainer"):
+        for step in range(3):
+            state.global_step = step
+            callback.on_step_end(args, state, TrainerControl())
+    said = [r.getMessage() for r in caplog.records]
+    assert said == [
+        "job j: progress callback's on_step_end failed (OSError: [Errno 28] No space left on "
+        "device); training goes on (said once)"
+    ]
+    callback.writer.close()

@@ -82,6 +82,9 @@ def test_jsonl_data(tmp_path: Path) -> None:
         (["--model", "/tmp"], "not a Hugging Face model directory (no config.json)"),
         (["--job-id", "../escape"], "invalid job id '../escape'"),
         (["--max-steps", "0"], "must be positive: '0'"),
+        (["--epochs", "inf"], "--epochs: must be finite: 'inf'"),
+        (["--lr", "inf"], "--lr: must be finite: 'inf'"),
+        (["--lr", "nan"], "--lr: must be positive: 'nan'"),
     ],
 )
 def test_bad_arguments_exit_2_and_write_nothing(
