@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
-from sidecar.core.contract import isoformat_utc
+from sidecar.core.contract import JOB_ID_PATTERN, is_valid_job_id, isoformat_utc
 from trainer.gpu import GpuMonitor
 from trainer.writer import ProgressWriter
 
@@ -184,6 +184,14 @@ class ProgressCallback(TrainerCallback):
         """Write a first ``running`` state at once (before the model is even built, if called then)."""
         if not self._active:
             return
+        if "started_at" not in self._fields and not is_valid_job_id(self.job_id):
+            # The sidecar serves only such ids: a job under another name would go unseen.
+            logger.warning(
+                "job directory name %r is not a job id the sidecar accepts (%s): progress-sidecar "
+                "will not show this job",
+                self.job_id,
+                JOB_ID_PATTERN,
+            )
         self._fields.setdefault("started_at", _now_iso())
         self._fields.setdefault("progress", 0.0)
         self._fields.setdefault("current_step", 0)
@@ -235,8 +243,12 @@ class ProgressCallback(TrainerCallback):
             "progress": round(min(100.0, 100.0 * step / total), 2) if total else None,
         }
         if state.epoch is not None and math.isfinite(state.epoch):
-            total_epochs = self._fields.get("total_epochs") or math.inf
-            fields["current_epoch"] = min(int(state.epoch) + 1, total_epochs)
+            total_epochs = self._fields.get("total_epochs")
+            current = int(state.epoch) + 1
+            # A run of 0 epochs is at epoch 0 of 0, not 1 of 0.
+            fields["current_epoch"] = (
+                current if total_epochs is None else min(current, total_epochs)
+            )
         if self._step_seconds:
             fields["samples_per_second"] = round(self._samples_per_step / self._step_seconds, 2)
         if self._began is not None and total:

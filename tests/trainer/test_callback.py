@@ -167,3 +167,30 @@ def test_no_hook_raises_into_training(tmp_path: Path, caplog: pytest.LogCaptureF
         "device); training goes on (said once)"
     ]
     callback.writer.close()
+
+
+def test_a_job_directory_name_the_sidecar_refuses_is_said_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    callback = ProgressCallback(tmp_path / "my run", min_interval=0, gpu=NoGpu())
+    with caplog.at_level(logging.WARNING, logger="trainer"):
+        callback.start()
+        callback.start()
+    assert [r.getMessage() for r in caplog.records] == [
+        "job directory name 'my run' is not a job id the sidecar accepts "
+        "([A-Za-z0-9][A-Za-z0-9._-]{0,127}): progress-sidecar will not show this job"
+    ]
+    callback.finish("completed")
+
+
+def test_a_run_of_zero_epochs_is_at_epoch_zero_of_zero(tmp_path: Path) -> None:
+    callback = ProgressCallback(tmp_path / "j", min_interval=0, gpu=NoGpu())
+    args = TrainingArguments(
+        output_dir=str(tmp_path / "out"), report_to="none", use_cpu=True, num_train_epochs=0
+    )
+    state = TrainerState()
+    state.num_train_epochs, state.epoch = 0, 0.0
+    callback.on_train_begin(args, state, TrainerControl())
+    callback.on_train_end(args, state, TrainerControl())
+    final = json.loads((tmp_path / "j" / "progress.json").read_text())
+    assert (final["status"], final["total_epochs"], final["current_epoch"]) == ("completed", 0, 0)
