@@ -138,6 +138,18 @@ def write_atomic(path: Path, state: dict[str, Any]) -> float:
     return written
 
 
+def write_jobs_at_rest(root: Path, count: int) -> None:
+    """``count`` running jobs under ``root`` whose files were last written an hour ago: a node
+    at rest, its jobs already past the stall rule, so that a window measures the sidecar
+    waiting, not its first stall sweep."""
+    rest = time.time() - 3600
+    for j in range(count):
+        file = root / f"job{j}" / "progress.json"
+        file.parent.mkdir()
+        write_atomic(file, {"status": "running", "step": j, "loss": 0.5})
+        os.utime(file, (rest, rest))
+
+
 def latencies(written: dict[int, float], got: list[tuple[float, int]]) -> list[float]:
     """For each write, ms until the client held that step or a later one."""
     return [ms for _step, ms in latencies_by_step(written, got)]

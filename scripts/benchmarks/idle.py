@@ -6,16 +6,21 @@ The seed's 2-s loop reads the same files meanwhile (inotify reports those reads 
 from __future__ import annotations
 
 import asyncio
-import os
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
-from benchmarks.common import CpuMeter, start_legacy, start_sidecar, table, verdict, write_atomic
+from benchmarks.common import (
+    CpuMeter,
+    start_legacy,
+    start_sidecar,
+    table,
+    verdict,
+    write_jobs_at_rest,
+)
 
 JOBS = 1000
 
@@ -43,14 +48,7 @@ async def run(*, seconds: float = 30) -> dict[str, Any]:
     of the files it watches; the sidecar ignores them, but it wakes up to do so)."""
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        # Files last written an hour ago: a node at rest, its jobs already past the stall
-        # rule, so that the windows measure the sidecar waiting, not the first stall sweep.
-        rest = time.time() - 3600
-        for j in range(JOBS):
-            (root / f"job{j}").mkdir()
-            file = root / f"job{j}" / "progress.json"
-            write_atomic(file, {"status": "running", "step": j, "loss": 0.5})
-            os.utime(file, (rest, rest))
+        write_jobs_at_rest(root, JOBS)
         sidecar = await start_sidecar(root)
         legacy = None
         try:

@@ -10,14 +10,21 @@ policy before the sidecar's own ``main`` (docs/benchmarks.md has the figures and
 from __future__ import annotations
 
 import asyncio
-import os
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from benchmarks import fanout
-from benchmarks.common import CpuMeter, latencies, percentiles, start_sidecar, table, write_atomic
+from benchmarks.common import (
+    CpuMeter,
+    latencies,
+    percentiles,
+    start_sidecar,
+    table,
+    write_atomic,
+    write_jobs_at_rest,
+)
 from benchmarks.latency import follow_ws
 
 LOOPS = ("asyncio", "uvloop")
@@ -57,12 +64,7 @@ async def _latency(seconds: float, rate: float) -> dict[str, Any]:
 async def _idle(seconds: float, jobs: int) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        rest = time.time() - 3600
-        for j in range(jobs):
-            file = root / f"job{j}" / "progress.json"
-            file.parent.mkdir()
-            write_atomic(file, {"status": "running", "step": j})
-            os.utime(file, (rest, rest))
+        write_jobs_at_rest(root, jobs)
         servers = {loop: await start_sidecar(root, loop=loop) for loop in LOOPS}
         try:
             await asyncio.sleep(5)

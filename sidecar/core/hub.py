@@ -260,9 +260,9 @@ class JobHub:
         if json_equal(channel.version.body, body) and (name is None or name == channel.version.id):
             return
         self._touch(state.job_id)
-        self.last_change = time.monotonic()
         previous = channel.version
         version = channel.version = self._version(body, previous, name)
+        self.last_change = version.created  # made now (before ``arrived`` may replace it)
         self._keep(channel, version)
         if arrived is not None:
             version.created = arrived

@@ -19,8 +19,15 @@ from sidecar.core.patch import apply_merge_patch
 from sidecar.core.protocol import ENVELOPE_KEYS
 from sidecar.server.close_pacer import ClosePolicy
 from sidecar.server.keys import CLOSES, HUB, WATCHER
-from tests.conftest import StartSidecar
-from tests.helpers import silent_client, state_of, wait_for, write_atomic, write_in_place
+from tests.conftest import Sidecar, StartSidecar
+from tests.helpers import (
+    StreamClient,
+    silent_client,
+    state_of,
+    wait_for,
+    write_atomic,
+    write_in_place,
+)
 
 
 def progress(job_id: str = "job1", **fields: Any) -> dict[str, Any]:
@@ -565,49 +572,11 @@ async def test_a_malformed_since_closes_with_4400(
     assert client.ws.close_code == 4400
 
 
-async def test_a_job_removed_while_its_close_waits_still_ends_complete(
+async def ended_with_close_waiting(
     jobs_root: Path, start_sidecar: StartSidecar
-) -> None:
-    """The final state went out; the close that waits its turn (paced) stays "job complete"
-    even if the job directory goes before that turn."""
-    file = jobs_root / "job1" / "progress.json"
-    write_atomic(file, progress(current_step=1))
-    sidecar = await start_sidecar()
-    pacer = sidecar.app[CLOSES]
-    pacer.policy = ClosePolicy(quiet=60, max_wait=60)  # no close's turn comes by itself
-    client = await sidecar.connect("job1")
-    await client.next()
-    write_atomic(file, {"job_id": "job1", "status": "completed", "current_step": 2})
-    await client.until(lambda s: s["status"] == "completed")
-    await wait_for(lambda: len(pacer) == 1, what="the close to wait its turn")
-    shutil.rmtree(jobs_root / "job1")
-    assert await client.closed() == 1000
-    assert client.ws.close_code == 1000
-
-
-async def test_a_job_rewritten_while_its_close_waits_sends_nothing_more(
-    jobs_root: Path, start_sidecar: StartSidecar
-) -> None:
-    """A client that has its job's final state gets no later state: its connection ends as
-    complete, whatever the file says meanwhile."""
-    file = jobs_root / "job1" / "progress.json"
-    write_atomic(file, progress(current_step=1))
-    sidecar = await start_sidecar()
-    pacer = sidecar.app[CLOSES]
-    pacer.policy = ClosePolicy(quiet=60, max_wait=60)  # no close's turn comes by itself
-    client = await sidecar.connect("job1")
-    await client.next()
-    write_atomic(file, {"job_id": "job1", "status": "completed", "current_step": 2})
-    await client.until(lambda s: s["status"] == "completed")
-    write_atomic(file, progress(current_step=3))  # the training server reuses the id
-    assert await client.closed() == 1000
-    assert client.state is not None and client.state["status"] == "completed"
-
-
-async def test_a_shutdown_closes_ended_jobs_as_complete(
-    jobs_root: Path, start_sidecar: StartSidecar
-) -> None:
-    """Closes that wait their turn at shutdown go out as 1000 (complete), not 1001."""
+) -> tuple[Sidecar, StreamClient]:
+    """A sidecar whose closes never get their turn by themselves, and a client of job1 that
+    holds job1's final state, its close waiting in the pacer."""
     file = jobs_root / "job1" / "progress.json"
     write_atomic(file, progress(current_step=1))
     sidecar = await start_sidecar()
@@ -618,5 +587,36 @@ async def test_a_shutdown_closes_ended_jobs_as_complete(
     write_atomic(file, {"job_id": "job1", "status": "completed", "current_step": 2})
     await client.until(lambda s: s["status"] == "completed")
     await wait_for(lambda: len(pacer) == 1, what="the close to wait its turn")
+    return sidecar, client
+
+
+async def test_a_job_removed_while_its_close_waits_still_ends_complete(
+    jobs_root: Path, start_sidecar: StartSidecar
+) -> None:
+    """The final state went out; the close that waits its turn (paced) stays "job complete"
+    even if the job directory goes before that turn."""
+    _sidecar, client = await ended_with_close_waiting(jobs_root, start_sidecar)
+    shutil.rmtree(jobs_root / "job1")
+    assert await client.closed() == 1000
+    assert client.ws.close_code == 1000
+
+
+async def test_a_job_rewritten_while_its_close_waits_sends_nothing_more(
+    jobs_root: Path, start_sidecar: StartSidecar
+) -> None:
+    """A client that has its job's final state gets no later state: its connection ends as
+    complete, whatever the file says meanwhile."""
+    _sidecar, client = await ended_with_close_waiting(jobs_root, start_sidecar)
+    # The training server reuses the id.
+    write_atomic(jobs_root / "job1" / "progress.json", progress(current_step=3))
+    assert await client.closed() == 1000
+    assert client.state is not None and client.state["status"] == "completed"
+
+
+async def test_a_shutdown_closes_ended_jobs_as_complete(
+    jobs_root: Path, start_sidecar: StartSidecar
+) -> None:
+    """Closes that wait their turn at shutdown go out as 1000 (complete), not 1001."""
+    sidecar, client = await ended_with_close_waiting(jobs_root, start_sidecar)
     await sidecar.app.shutdown()
     assert await client.closed() == 1000
