@@ -13,11 +13,12 @@ as it goes. From the repository root:
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 
 from transformers import Trainer, TrainingArguments
 
-from trainer import ProgressCallback
+from trainer import Cancelled, ProgressCallback
 from trainer.corpus import BlockDataset, default_corpus, load_texts
 from trainer.model import build_tiny
 
@@ -56,10 +57,16 @@ def main() -> None:
         progress = ProgressCallback(f"{args.jobs_root}/{args.job_id}")
         trainer.add_callback(progress)
 
-        with progress.guard():  # optional: a crash is written as failed, Ctrl-C as cancelled
+        # Optional: a crash is written as failed; Ctrl-C or SIGTERM as cancelled, and a second
+        # one cannot cut that final write short.
+        with progress.guard(signals=True):
             trainer.train()
     print(f"done: {args.jobs_root}/{args.job_id}/progress.json")
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except Cancelled as e:
+        print(f"cancelled by {e}", file=sys.stderr)
+        sys.exit(e.exit_status)

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -57,3 +60,28 @@ async def test_hf_trainer_example_trains_with_progress_callback(
     assert [s["status"] for s in states if "status" in s][-1] == "completed"
     assert any(s.get("status") == "running" for s in states)
     assert states[-1]["complete"] is True
+
+
+@pytest.mark.timeout(120)
+def test_hf_trainer_example_is_cancelled_by_sigterm(tmp_path: Path) -> None:
+    """guard(signals=True) in a script of one's own: SIGTERM writes cancelled, and the example
+    says so in one line and exits 143, without a traceback."""
+    example = subprocess.Popen(
+        [sys.executable, str(EXAMPLES / "hf_trainer.py"), "--jobs-root", str(tmp_path),
+         "--job-id", "example", "--steps", "100000"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    progress = tmp_path / "example" / "progress.json"
+    try:
+        deadline = time.monotonic() + 90
+        while not (progress.exists() and json.loads(progress.read_text())["current_step"] > 0):
+            assert example.poll() is None and time.monotonic() < deadline, "no step was taken"
+            time.sleep(0.05)
+        example.send_signal(signal.SIGTERM)
+        output, _ = example.communicate(timeout=30)
+    finally:
+        example.kill()
+        example.wait()
+    assert example.returncode == 143, output
+    assert "cancelled by SIGTERM" in output and "Traceback" not in output
+    assert json.loads(progress.read_text())["status"] == "cancelled"

@@ -9,7 +9,7 @@ import os
 import socket
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -17,6 +17,7 @@ from transformers import TrainerCallback, TrainerControl, TrainerState, Training
 
 from sidecar.core.contract import JOB_ID_PATTERN, is_valid_job_id, isoformat_utc
 from trainer.gpu import GpuMonitor
+from trainer.stopping import Cancelled, CancelOnSignals, uninterrupted
 from trainer.writer import ProgressWriter
 
 logger = logging.getLogger(__name__)
@@ -24,8 +25,7 @@ logger = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-class Cancelled(BaseException):
-    """Training was asked to stop (SIGTERM, SIGINT); a BaseException, like KeyboardInterrupt."""
+__all__ = ["Cancelled", "ProgressCallback"]
 
 
 def _now_iso() -> str:
@@ -56,8 +56,9 @@ class ProgressCallback(TrainerCallback):
     """Writes ``<job_dir>/progress.json`` (the seed's fields) and ``metrics.jsonl`` as training runs.
 
     ``trainer.add_callback(ProgressCallback("/srv/jobs/job_abc123"))`` is all it takes; wrap
-    ``trainer.train()`` in ``with callback.guard():`` so that a crash or Ctrl-C is written too.
-    Only the world's process zero writes. Nothing here raises into training.
+    ``trainer.train()`` in ``with callback.guard(signals=True):`` so that a crash, Ctrl-C or
+    SIGTERM is written too. Only the world's process zero writes. Nothing here raises into
+    training.
 
     Args:
         job_dir: the job's directory (``<jobs-root>/<job_id>``).
@@ -88,7 +89,8 @@ class ProgressCallback(TrainerCallback):
         self._last_step_time: float | None = None
         self._step_seconds: float | None = None  # moving average
         self._loss: float | None = None
-        self._terminal = False
+        self._ended: str | None = None  # the terminal status, once finishing has begun
+        self._final: bool | None = None  # whether it reached progress.json, once known
         self._trainer_state: TrainerState | None = None  # the latest, for a failure's figures
         self._process = {"pid": os.getpid(), "hostname": socket.gethostname()}
         self._failures_said: set[tuple[str, str]] = set()
@@ -172,7 +174,7 @@ class ProgressCallback(TrainerCallback):
     def on_train_end(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
     ) -> None:
-        if not self._active or self._terminal:
+        if not self._active or self._ended is not None:
             return
         self._fields.update(self._progress_fields(state))
         self._fields.update(progress=100.0, eta_seconds=0)
@@ -197,29 +199,63 @@ class ProgressCallback(TrainerCallback):
         self._fields.setdefault("current_step", 0)
         self._emit("running", force=True)
 
-    def finish(self, status: str, **fields: Any) -> None:
-        """Write a terminal state (``completed``, ``failed``, ``cancelled``) at once."""
-        if not self._active or self._terminal:
-            return
-        self._terminal = True
-        if self._trainer_state is not None and status != "completed":
-            self._fields.update(self._progress_fields(self._trainer_state))
-            self._fields.pop("eta_seconds", None)
-        self._fields.update(fields)
-        self._emit(status, force=True)
-        self.writer.close()
+    def finish(self, status: str, **fields: Any) -> bool:
+        """End the job with a terminal state (``completed``, ``failed``, ``cancelled``).
+
+        metrics.jsonl is closed, then the state is written at once and fsynced (tried twice;
+        see ``ProgressWriter.write_final``). An interrupt that arrives meanwhile waits until
+        this is done. Only the first call counts. Returns whether progress.json holds the
+        final state; when it does not, one error line says so.
+        """
+        if not self._active:
+            return False
+        try:
+            return uninterrupted(lambda: self._finish(status, fields))
+        except Exception as e:  # an odd state; the writer itself never raises
+            self._hook_failed("finish", e)
+            return False
+
+    @property
+    def ending(self) -> bool:
+        """Whether the job's final state is being written (or has been)."""
+        return self._ended is not None
+
+    @property
+    def ended(self) -> str | None:
+        """The job's terminal status, once ``finish`` has begun."""
+        return self._ended
+
+    @property
+    def final_written(self) -> bool:
+        """Whether progress.json holds the job's final state."""
+        return bool(self._final)
 
     @contextmanager
-    def guard(self) -> Iterator[ProgressCallback]:
-        """Write ``failed`` (with the error) or ``cancelled`` if the body raises, then re-raise."""
-        try:
-            yield self
-        except (Cancelled, KeyboardInterrupt):
-            self.finish("cancelled")
-            raise
-        except BaseException as e:
-            self.finish("failed", error=f"{type(e).__name__}: {e}", final_loss=self._loss)
-            raise
+    def guard(self, *, signals: bool = False) -> Iterator[ProgressCallback]:
+        """Write ``failed`` (with the error) or ``cancelled`` if the body raises, then re-raise.
+
+        Args:
+            signals: also cancel training on SIGTERM and SIGINT while open (main thread only;
+                see ``trainer.stopping.CancelOnSignals``): the first signal raises
+                ``Cancelled``, and no later one can cut the final write short.
+        """
+        stop: AbstractContextManager[object] = (
+            CancelOnSignals(ending=lambda: self.ending) if signals else nullcontext()
+        )
+        with stop:
+            body_ended = False
+            try:
+                yield self
+                body_ended = True
+            except BaseException as e:
+                if isinstance(e, Cancelled | KeyboardInterrupt):
+                    self.finish("cancelled")
+                else:
+                    self.finish("failed", error=f"{type(e).__name__}: {e}", final_loss=self._loss)
+                raise
+            finally:
+                if not body_ended:  # an interrupt cut the lines above short: end all the same
+                    self.finish("cancelled")
 
     # --- inside --------------------------------------------------------------------------
 
@@ -242,6 +278,8 @@ class ProgressCallback(TrainerCallback):
             "current_step": step,
             "progress": round(min(100.0, 100.0 * step / total), 2) if total else None,
         }
+        if step > total:  # a run past its plan (max_steps=0 still takes a step): steps done
+            fields.update(total_steps=step, progress=100.0)
         if state.epoch is not None and math.isfinite(state.epoch):
             total_epochs = self._fields.get("total_epochs")
             current = int(state.epoch) + 1
@@ -258,12 +296,40 @@ class ProgressCallback(TrainerCallback):
                 fields["eta_seconds"] = round(per_step * max(0, total - step), 1)
         return fields
 
+    def _finish(self, status: str, fields: dict[str, Any]) -> bool:
+        # Run again whole after an interrupt (see finish): every step here may be repeated.
+        if self._final is not None:
+            return self._final
+        if self._ended is None:
+            self._ended = status
+            if self._trainer_state is not None and status != "completed":
+                self._fields.update(self._progress_fields(self._trainer_state))
+                self._fields.pop("eta_seconds", None)
+            self._fields.update(fields)
+        written = self.writer.write_final(self._document(self._ended))
+        if not written:
+            logger.error(
+                "job %s: its final state (%s) could not be written to %s: %s; the file %s",
+                self.job_id,
+                self._ended,
+                self.writer.path,
+                self.writer.error,
+                f"still says {self.writer.status!r}" if self.writer.status else "was never written",
+            )
+        self._final = written
+        return written
+
     def _write(self, state: TrainerState) -> None:
+        if self._ended is not None:  # a hook after the end (an evaluation): the end stands
+            return
         self._fields.update(self._progress_fields(state))
         self._emit("running")
 
     def _emit(self, status: str, *, force: bool = False) -> None:
-        document = {
+        self.writer.write(self._document(status), force=force)
+
+    def _document(self, status: str) -> dict[str, Any]:
+        return {
             "job_id": self.job_id,
             "status": status,
             **{k: _significant(v) for k, v in self._fields.items()},
@@ -271,7 +337,6 @@ class ProgressCallback(TrainerCallback):
             **self._process,
             "timestamp": _now_iso(),
         }
-        self.writer.write(document, force=force)
 
     def _history(self, state: TrainerState, logs: dict[str, Any]) -> None:
         entry = {"step": state.global_step, "epoch": state.epoch, "timestamp": _now_iso()}

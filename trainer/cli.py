@@ -7,10 +7,8 @@ import logging
 import signal
 import sys
 import tempfile
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 from sidecar.core.argtypes import positive_float, positive_int
@@ -28,8 +26,10 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Fine-tune a causal language model with transformers.Trainer and write live progress "
             "to <jobs-root>/<job-id>/progress.json (and metrics.jsonl) for progress-sidecar. "
-            "Uses the GPU when there is one. Exit status: 0 completed, 1 failed, "
-            "130/143 cancelled by SIGINT/SIGTERM, 2 bad arguments."
+            "Uses the GPU when there is one. The first SIGINT or SIGTERM cancels the run; "
+            "later ones wait for its final state to be written (SIGKILL stops it at once). "
+            "Exit status: 0 completed, 1 failed, 130/143 cancelled by SIGINT/SIGTERM, "
+            "2 bad arguments."
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
@@ -112,48 +112,73 @@ def _validate(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None
         parser.error(f"--data: {e}")
 
 
-@contextmanager
-def _cancel_on_signals() -> Iterator[None]:
-    """SIGTERM and SIGINT raise Cancelled in the training loop while this is open."""
-    from trainer.callback import Cancelled
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        raise Cancelled(signal.Signals(signum).name)
-
-    previous = {
-        signum: signal.signal(signum, handler) for signum in (signal.SIGTERM, signal.SIGINT)
-    }
-    try:
-        yield
-    finally:
-        for signum, old in previous.items():
-            signal.signal(signum, old)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Train; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    _validate(parser, args)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    from trainer.stopping import Cancelled, CancelOnSignals
 
-    from trainer.callback import Cancelled, ProgressCallback
-
-    job_dir = args.jobs_root / args.job_id
-    progress = ProgressCallback(job_dir, job_id=args.job_id, min_interval=args.progress_interval)
+    stop = CancelOnSignals()
     try:
-        with _cancel_on_signals(), progress.guard():
-            progress.start()
-            _train(args, progress)
+        with stop:
+            _validate(parser, args)
+            from trainer.callback import ProgressCallback
+
+            job_dir = args.jobs_root / args.job_id
+            progress = ProgressCallback(
+                job_dir, job_id=args.job_id, min_interval=args.progress_interval
+            )
+            stop.ending = lambda: progress.ending
+            try:
+                with progress.guard():
+                    progress.start()
+                    _train(args, progress)
+            except Cancelled:
+                pass  # the guard wrote it; _outcome says it
     except Cancelled as e:
-        logger.warning("job %s: cancelled by %s", args.job_id, e)
-        return 128 + signal.Signals[str(e)].value
+        logger.warning("job %s: cancelled by %s before it began; nothing written", args.job_id, e)
+        return e.exit_status
     except Exception as e:
         logger.error("job %s: failed: %s", args.job_id, e, exc_info=True)
         return EXIT_FAILED
-    logger.info("job %s: completed; progress in %s", args.job_id, job_dir)
+    return _outcome(args.job_id, progress, stop.received)
+
+
+def run(argv: Sequence[str] | None = None) -> None:
+    """The ``standalone-trainer`` command: ``main``, with SIGTERM and SIGINT ignored outside it,
+    so that once the job has ended no signal can interrupt the way out (a traceback from a
+    library's exit handler, a status that is not the job's)."""
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, signal.SIG_IGN)
+    sys.exit(main(argv))
+
+
+def _outcome(job_id: str, progress: Any, received: list[str]) -> int:
+    """Say how the job ended, as progress.json says it (or does not), and its exit status."""
+    later = (
+        f"; {', '.join(received[1:])} while it stopped: ignored, so that its final state "
+        "could be written"
+        if len(received) > 1
+        else ""
+    )
+    if progress.ended == "cancelled":
+        first = received[0] if received else "SIGINT"
+        logger.warning("job %s: cancelled by %s%s", job_id, first, later)
+        return 128 + signal.Signals[first].value
+    if progress.ended == "failed":  # a signal arrived while the failure was being written
+        logger.error("job %s: failed (progress.json says why)%s", job_id, later)
+        return EXIT_FAILED
+    if not progress.final_written:
+        logger.warning(
+            "job %s: training finished, but progress.json does not say so (see the error above)",
+            job_id,
+        )
+        return 0
+    after = f" ({', '.join(received)} arrived as training finished)" if received else ""
+    logger.info("job %s: completed%s; progress in %s", job_id, after, progress.writer.job_dir)
     return 0
 
 
@@ -222,4 +247,4 @@ def _fail_at_step(step: int) -> Any:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

@@ -1,20 +1,25 @@
 """Writing progress.json and metrics.jsonl the way the sidecar likes them.
 
-Atomic (temp file in the same directory, then ``os.replace``), throttled, strict JSON, and
-never an exception into training: a failed write is logged once and training goes on.
+progress.json is replaced atomically (a temp file in the same directory, then ``os.replace``),
+throttled, in strict JSON; metrics.jsonl gets one whole line per event and never ends in a cut
+one. Nothing raises into training: a failed write is logged once per file and kind of failure
+and training goes on; an interrupt (a signal's exception) that arrives mid-write waits until the
+write is done.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 from sidecar.core.contract import HISTORY_FILE, PROGRESS_FILE, is_terminal, strict_json
+from trainer.stopping import uninterrupted
 
 logger = logging.getLogger(__name__)
 
@@ -27,11 +32,13 @@ class ProgressWriter:
     """Writes one job's progress.json and appends to its metrics.jsonl.
 
     Args:
-        job_dir: the job's directory; created if missing.
+        job_dir: the job's directory; created if missing, and made again (with both files) if
+            it is deleted during the run.
         min_interval: seconds between two writes of progress.json; states offered sooner are
             held and the latest is written with the next write that is due (or ``flush``).
             The first state and every terminal state are written at once, and fsynced.
         clock: a monotonic clock, for tests.
+        retry_after: seconds before ``write_final`` tries a second time.
     """
 
     def __init__(
@@ -40,16 +47,26 @@ class ProgressWriter:
         *,
         min_interval: float = 0.5,
         clock: Callable[[], float] = time.monotonic,
+        retry_after: float = 0.2,
     ) -> None:
         self.job_dir = Path(job_dir)
         self.path = self.job_dir / PROGRESS_FILE
         self.history_path = self.job_dir / HISTORY_FILE
         self.min_interval = min_interval
+        self.retry_after = retry_after
         self._clock = clock
         self._last_write: float | None = None
         self._pending: dict[str, Any] | None = None
-        self._failed = False
-        self._history_file: TextIO | None = None
+        self._said: set[tuple[str, str]] = set()
+        self._made = False  # the directory was there once: if it goes, it was deleted mid-run
+        self._text: str | None = None  # progress.json as last written, to write it again
+        self._history_fd: int | None = None
+        self._line_start = 0  # where the line being appended starts
+        self._cut = False  # a line may have been written in part from _line_start
+        self.status: str | None = None
+        """The status progress.json holds, as this writer last wrote it."""
+        self.error: Exception | None = None
+        """The latest failure."""
         self.writes = 0
 
     def due(self) -> bool:
@@ -70,7 +87,26 @@ class ProgressWriter:
         self._pending = None
         self._last_write = self._clock()
         durable = terminal or self.writes == 0
-        return self._guard(lambda: self._replace(_dumps(state), durable=durable))
+        return self._written(
+            state, self._guard(PROGRESS_FILE, lambda: self._replace(_dumps(state), durable=durable))
+        )
+
+    def write_final(self, state: dict[str, Any]) -> bool:
+        """Close metrics.jsonl, then write ``state`` (a terminal one) at once, fsynced.
+
+        A failure is tried once more after ``retry_after`` seconds, written over the old file
+        in place this time: that needs no new space, so a full disk does not stop it. Returns
+        whether progress.json holds ``state``.
+        """
+        self.close()
+        self._pending = None
+        self._last_write = self._clock()
+        if self._guard(PROGRESS_FILE, lambda: self._replace(_dumps(state), durable=True)):
+            return self._written(state, True)
+        time.sleep(self.retry_after)
+        return self._written(
+            state, self._guard(PROGRESS_FILE, lambda: self._overwrite(_dumps(state)))
+        )
 
     def flush(self) -> bool:
         """Write the state held back by the throttle, if any."""
@@ -79,29 +115,26 @@ class ProgressWriter:
         return self.write(self._pending, force=True)
 
     def append_history(self, entry: dict[str, Any]) -> bool:
-        """Append one event (a JSON object on one line) to metrics.jsonl."""
-
-        def append() -> None:
-            if self._history_file is None:
-                self.job_dir.mkdir(parents=True, exist_ok=True)
-                self._history_file = open(self.history_path, "a", encoding="utf-8")  # noqa: SIM115
-            # One write() of a whole line, in append mode: a reader sees it whole or not at all.
-            self._history_file.write(_dumps(entry) + "\n")
-            self._history_file.flush()
-
-        return self._guard(append)
+        """Append one event (a JSON object on one line) to metrics.jsonl: the whole line or,
+        when the write fails (a full disk), nothing at all."""
+        return self._guard(HISTORY_FILE, lambda: self._append((_dumps(entry) + "\n").encode()))
 
     def close(self) -> None:
-        """Close metrics.jsonl (a later ``append_history`` opens it again)."""
-        if self._history_file is not None:
-            self._history_file.close()
-            self._history_file = None
+        """Close metrics.jsonl (a later ``append_history`` opens it again). Never raises."""
+        self._guard(HISTORY_FILE, self._close_history)
+
+    # --- progress.json -------------------------------------------------------------------
 
     def _replace(self, text: str, *, durable: bool) -> None:
-        self.job_dir.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(f".{PROGRESS_FILE}.{os.getpid()}.tmp")
         try:
-            with open(tmp, "w", encoding="utf-8") as f:
+            f = open(tmp, "w", encoding="utf-8")  # noqa: SIM115
+        except FileNotFoundError:
+            self._recreate(progress=False)
+            f = open(tmp, "w", encoding="utf-8")  # noqa: SIM115
+        self._made = True
+        try:
+            with f:
                 f.write(text)
                 if durable:
                     f.flush()
@@ -112,19 +145,142 @@ class ProgressWriter:
             raise
         if durable:
             _fsync_dir(self.job_dir)
+        self._text = text
         self.writes += 1
 
-    def _guard(self, action: Callable[[], None]) -> bool:
+    def _overwrite(self, text: str) -> None:
+        """Write ``text`` over progress.json in place, in the old file's own space, padded with
+        spaces (JSON allows them) to the old length so that no tail of the old text is left."""
         try:
-            action()
-        except Exception as e:
-            if not self._failed:
-                self._failed = True
-                logger.warning(
-                    "cannot write progress to %s: %s; training goes on (said once)", self.job_dir, e
-                )
-            return False
-        return True
+            fd = os.open(self.path, os.O_WRONLY | os.O_CLOEXEC)  # no O_CREAT: that needs space
+        except FileNotFoundError:  # no old file to go over: a new one, as the first time
+            self._replace(text, durable=True)
+            return
+        try:
+            st = os.fstat(fd)
+            data = text.encode()
+            if len(data) > st.st_blocks * 512:
+                raise OSError(errno.ENOSPC, "no room for the final state in progress.json")
+            data += b" " * (st.st_size - len(data))
+            if os.pwrite(fd, data, 0) != len(data):
+                raise OSError(errno.ENOSPC, "progress.json written in part")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        self._text = text
+        self.writes += 1
+
+    def _written(self, state: dict[str, Any], ok: bool) -> bool:
+        if ok:
+            self.status = state.get("status")
+        return ok
+
+    # --- metrics.jsonl -------------------------------------------------------------------
+
+    def _append(self, line: bytes) -> None:
+        if self._history_fd is None:
+            self._open_history()
+        elif os.fstat(self._history_fd).st_nlink == 0:
+            self._recreate(progress=True)
+        fd = self._history_fd
+        assert fd is not None
+        size = os.fstat(fd).st_size
+        if self._cut:  # an attempt that failed (or was interrupted) left part of a line
+            os.ftruncate(fd, min(size, self._line_start))
+        else:
+            self._line_start = size
+        self._cut = True
+        try:
+            view = memoryview(line)
+            while view:
+                view = view[os.write(fd, view) :]
+        except BaseException:
+            os.ftruncate(fd, self._line_start)
+            self._cut = False
+            raise
+        self._cut = False
+
+    def _open_history(self) -> None:
+        flags = os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
+        try:
+            fd = os.open(self.history_path, flags, 0o644)
+        except FileNotFoundError:
+            self._recreate(progress=True)
+            fd = os.open(self.history_path, flags, 0o644)
+        self._made = True
+        self._history_fd, self._cut = fd, False
+        size = os.fstat(fd).st_size
+        whole = _whole_lines_end(fd, size)
+        if whole < size:  # a cut line from an earlier run
+            os.ftruncate(fd, whole)
+            logger.warning(
+                "%s ended in a cut line: cut back to its last whole line", self.history_path
+            )
+
+    def _close_history(self) -> None:
+        fd, self._history_fd = self._history_fd, None
+        if fd is not None:
+            os.close(fd)
+
+    # --- both ----------------------------------------------------------------------------
+
+    def _recreate(self, *, progress: bool) -> None:
+        """Make the job directory. When it was there before, it (or metrics.jsonl) was deleted
+        during the run: say so once, open metrics.jsonl again and, with ``progress``, write the
+        last progress.json again too, so that both files are back."""
+        self.job_dir.mkdir(parents=True, exist_ok=True)
+        if not self._made:
+            return
+        if ("directory", "deleted") not in self._said:
+            self._said.add(("directory", "deleted"))
+            logger.warning(
+                "%s (or a file in it) was deleted during the run: writing progress.json and "
+                "metrics.jsonl there again; the history before this point is gone (said once)",
+                self.job_dir,
+            )
+        if self._history_fd is not None:
+            self._close_history()
+            self._open_history()
+        if progress and self._text is not None and not self.path.exists():
+            self._replace(self._text, durable=False)
+
+    def _guard(self, file: str, action: Callable[[], None]) -> bool:
+        def attempt() -> bool:
+            try:
+                action()
+            except Exception as e:
+                self.error = e
+                kind = (file, _kind(e))
+                if kind not in self._said:
+                    self._said.add(kind)
+                    logger.warning(
+                        "cannot write %s: %s; training goes on (said once)",
+                        self.job_dir / file,
+                        e,
+                    )
+                return False
+            return True
+
+        return uninterrupted(attempt)
+
+
+def _kind(error: Exception) -> str:
+    if isinstance(error, OSError) and error.errno is not None:
+        return errno.errorcode.get(error.errno, str(error.errno))
+    return type(error).__name__
+
+
+def _whole_lines_end(fd: int, size: int, chunk: int = 65536) -> int:
+    """Where the last whole line of the file ends (0 when it has none)."""
+    end = size
+    while end > 0:
+        start = max(0, end - chunk)
+        data = os.pread(fd, end - start, start)
+        newline = data.rfind(b"\n")
+        if newline >= 0:
+            return start + newline + 1
+        end = start
+    return 0
 
 
 def _fsync_dir(path: Path) -> None:

@@ -5,13 +5,22 @@ from __future__ import annotations
 import json
 import logging
 import math
+import shutil
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
-from transformers import Trainer, TrainerControl, TrainerState, TrainingArguments
+from transformers import (
+    Trainer,
+    TrainerCallback,
+    TrainerControl,
+    TrainerState,
+    TrainingArguments,
+)
 
+from tests.trainer.small_tmpfs import SmallTmpfs
 from trainer import ProgressCallback
 from trainer.corpus import BlockDataset, default_corpus, load_texts
 from trainer.gpu import GpuMonitor
@@ -31,8 +40,18 @@ class NoGpu(GpuMonitor):
 
 
 def run_training(
-    job_dir: Path, *, max_steps: int = 12
+    job_dir: Path, *, max_steps: int = 12, callbacks: Sequence[TrainerCallback] = ()
 ) -> tuple[ProgressCallback, list[dict[str, Any]]]:
+    trainer, callback, written = make_trainer(job_dir, max_steps=max_steps, callbacks=callbacks)
+    with callback.guard():
+        trainer.train()
+    return callback, written
+
+
+def make_trainer(
+    job_dir: Path, *, max_steps: int = 12, callbacks: Sequence[TrainerCallback] = ()
+) -> tuple[Trainer, ProgressCallback, list[dict[str, Any]]]:
+    """A real Trainer of the tiny model with a ProgressCallback whose writes are recorded."""
     texts = load_texts(default_corpus())
     lm = build_tiny(texts)
     dataset = BlockDataset(lm.encode(texts), lm.block_size)
@@ -44,7 +63,14 @@ def run_training(
         written.append(json.loads(json.dumps(state)))
         return real_write(state, force=force)
 
+    real_final = callback.writer.write_final
+
+    def recording_final(state: dict[str, Any]) -> bool:
+        written.append(json.loads(json.dumps(state)))
+        return real_final(state)
+
     callback.writer.write = recording_write  # type: ignore[method-assign]
+    callback.writer.write_final = recording_final  # type: ignore[method-assign]
     args = TrainingArguments(
         output_dir=str(job_dir.parent / "out"),
         max_steps=max_steps,
@@ -58,11 +84,13 @@ def run_training(
         use_cpu=True,
     )
     trainer = Trainer(
-        model=lm.model, args=args, train_dataset=dataset, eval_dataset=dataset, callbacks=[callback]
+        model=lm.model,
+        args=args,
+        train_dataset=dataset,
+        eval_dataset=dataset,
+        callbacks=[callback, *callbacks],
     )
-    with callback.guard():
-        trainer.train()
-    return callback, written
+    return trainer, callback, written
 
 
 def test_callback_in_a_real_trainer(tmp_path: Path) -> None:
@@ -194,3 +222,66 @@ def test_a_run_of_zero_epochs_is_at_epoch_zero_of_zero(tmp_path: Path) -> None:
     callback.on_train_end(args, state, TrainerControl())
     final = json.loads((tmp_path / "j" / "progress.json").read_text())
     assert (final["status"], final["total_epochs"], final["current_epoch"]) == ("completed", 0, 0)
+
+
+def test_a_run_of_zero_steps_is_not_past_its_total(tmp_path: Path) -> None:
+    """``max_steps=0`` still takes a step in transformers: the totals follow what was done."""
+    _, written = run_training(tmp_path / "j", max_steps=0)
+    final = json.loads((tmp_path / "j" / "progress.json").read_text())
+    assert final["status"] == "completed"
+    assert final["current_step"] == final["total_steps"] and final["progress"] == 100.0
+    assert all(w["current_step"] <= w["total_steps"] for w in written if "total_steps" in w)
+    assert final["current_epoch"] <= final["total_epochs"]
+
+
+def test_an_evaluation_after_the_end_leaves_the_end(tmp_path: Path) -> None:
+    trainer, callback, written = make_trainer(tmp_path / "j", max_steps=4)
+    with callback.guard():
+        trainer.train()
+    trainer.evaluate()
+    assert [w["status"] for w in written][-1] == "completed"
+    assert json.loads((tmp_path / "j" / "progress.json").read_text())["status"] == "completed"
+
+
+class DeleteJobDirectory(TrainerCallback):
+    def __init__(self, job_dir: Path, at_step: int) -> None:
+        self.job_dir, self.at_step = job_dir, at_step
+
+    def on_step_end(self, args: Any, state: TrainerState, control: Any, **kwargs: Any) -> None:
+        if state.global_step == self.at_step:
+            shutil.rmtree(self.job_dir)
+
+
+def test_a_job_directory_deleted_mid_run_comes_back_whole(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    job_dir = tmp_path / "jobs" / "j"
+    with caplog.at_level(logging.WARNING, logger="trainer"):
+        run_training(job_dir, max_steps=12, callbacks=[DeleteJobDirectory(job_dir, at_step=5)])
+    final = json.loads((job_dir / "progress.json").read_text())
+    assert (final["status"], final["current_step"]) == ("completed", 12)
+    history = [json.loads(line) for line in (job_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [h["step"] for h in history if "loss" in h] == [6, 8, 10, 12]
+    said = [r.getMessage() for r in caplog.records if r.name.startswith("trainer")]
+    assert len(said) == 1 and "was deleted during the run" in said[0]
+
+
+def test_a_final_state_that_cannot_be_written_is_said_in_one_error_line(
+    small_tmpfs: SmallTmpfs, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A disk full from the start: nothing can be written; training is not hurt, and the end
+    says, once and at error level, that progress.json does not hold the final state."""
+    disk = small_tmpfs.mount(size_kib=64)
+    small_tmpfs.fill(disk)
+    callback = ProgressCallback(disk / "j", min_interval=0, gpu=NoGpu())
+    callback.writer.retry_after = 0
+    with caplog.at_level(logging.WARNING, logger="trainer"):
+        callback.start()
+        assert not callback.finish("completed")
+        assert not callback.finish("completed")  # asked again: said no more
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert errors == [
+        f"job j: its final state (completed) could not be written to {disk}/j/progress.json: "
+        f"[Errno 28] No space left on device; the file was never written"
+    ]
+    assert (callback.ended, callback.final_written) == ("completed", False)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import signal
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.trainer.small_tmpfs import SmallTmpfs
 from trainer.cli import main
 
 
@@ -179,3 +181,47 @@ def test_a_local_model_directory(tmp_path: Path) -> None:
     )
     assert code == 0
     assert progress(tmp_path / "jobs", "local")["status"] == "completed"
+
+
+def test_a_disk_that_fills_up_mid_run_does_not_fail_a_finished_run(
+    small_tmpfs: SmallTmpfs, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A real tmpfs with 24 KiB free and a history line every step: the history stops when the
+    disk is full, without a cut line; the run exits 0, and its final state is in progress.json
+    (written over the old file, which needs no new space)."""
+    disk = small_tmpfs.mount(size_kib=300)
+    small_tmpfs.fill(disk, leave_kib=24)
+    args = ["--jobs-root", str(disk), "--job-id", "full", "--max-steps", "200"]
+    args += ["--logging-steps", "1", "--eval-steps", "1000", "--progress-interval", "0.001"]
+    with caplog.at_level(logging.INFO):
+        assert main(args) == 0
+    final = progress(disk, "full")
+    assert (final["status"], final["current_step"]) == ("completed", 200)
+    text = (disk / "full" / "metrics.jsonl").read_text()
+    assert text.endswith("\n")
+    steps = [json.loads(line)["step"] for line in text.splitlines()]
+    assert steps == list(range(1, len(steps) + 1)) and 20 < len(steps) < 200
+    said = [(r.levelname, r.getMessage()) for r in caplog.records if r.name.startswith("trainer")]
+    problems = [(level, message) for level, message in said if level in ("WARNING", "ERROR")]
+    assert [level for level, _ in problems] == ["WARNING", "WARNING"], problems
+    assert all("No space left on device" in message for _, message in problems)
+    assert said[-1] == ("INFO", f"job full: completed; progress in {disk}/full")
+
+
+def test_a_disk_full_from_the_start_is_said_and_the_log_never_says_completed(
+    small_tmpfs: SmallTmpfs, caplog: pytest.LogCaptureFixture
+) -> None:
+    disk = small_tmpfs.mount(size_kib=300)
+    (disk / "jobs").mkdir()
+    small_tmpfs.fill(disk)
+    args = ["--jobs-root", str(disk / "jobs"), "--job-id", "full", "--max-steps", "3"]
+    with caplog.at_level(logging.INFO):
+        assert main(args) == 0  # training itself completed
+    said = [(r.levelname, r.getMessage()) for r in caplog.records if r.name.startswith("trainer")]
+    errors = [message for level, message in said if level == "ERROR"]
+    assert len(errors) == 1 and "its final state (completed) could not be written" in errors[0]
+    assert said[-1] == (
+        "WARNING",
+        "job full: training finished, but progress.json does not say so (see the error above)",
+    )
+    assert not any("completed;" in message for _, message in said)

@@ -1,13 +1,17 @@
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import math
+import os
+import shutil
 from pathlib import Path
 
 import pytest
 
 from sidecar.core.contract import strict_json
+from tests.trainer.small_tmpfs import SmallTmpfs
 from trainer.writer import ProgressWriter
 
 
@@ -69,7 +73,7 @@ def test_no_temporary_file_is_left_behind(tmp_path: Path) -> None:
     assert read(writer.path)["step"] == 49
 
 
-def test_a_failed_write_never_raises_and_is_logged_once(
+def test_a_failed_write_never_raises_and_is_logged_once_per_file_and_kind(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     blocker = tmp_path / "job"
@@ -78,9 +82,14 @@ def test_a_failed_write_never_raises_and_is_logged_once(
     with caplog.at_level(logging.WARNING, logger="trainer.writer"):
         for step in range(5):
             assert not writer.write({"step": step})
-        assert not writer.append_history({"step": 1})
-    assert len(caplog.records) == 1
-    assert "training goes on" in caplog.records[0].getMessage()
+            assert not writer.append_history({"step": step})
+        writer.close()
+    assert [r.getMessage() for r in caplog.records] == [
+        f"cannot write {blocker}/progress.json: [Errno 20] Not a directory: "
+        f"'{blocker}/.progress.json.{os.getpid()}.tmp'; training goes on (said once)",
+        f"cannot write {blocker}/metrics.jsonl: [Errno 20] Not a directory: "
+        f"'{blocker}/metrics.jsonl'; training goes on (said once)",
+    ]
     assert blocker.read_text() == "a file where the job directory should be"
 
 
@@ -98,3 +107,93 @@ def test_history_lines_are_appended_whole(tmp_path: Path) -> None:
 
 def test_strict_json_keeps_other_values() -> None:
     assert strict_json({"a": (1, 2.5, "x", None, True)}) == {"a": [1, 2.5, "x", None, True]}
+
+
+def history(writer: ProgressWriter) -> list[dict[str, object]]:
+    text = writer.history_path.read_text()
+    assert text == "" or text.endswith("\n"), f"a cut last line: {text[-80:]!r}"
+    return [json.loads(line) for line in text.splitlines()]
+
+
+def test_a_job_directory_deleted_mid_run_is_made_again_with_both_files(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Whichever write notices first, the directory comes back with progress.json (the last
+    state) and metrics.jsonl (from there on), and one warning says so."""
+    writer = ProgressWriter(tmp_path / "job", min_interval=0)
+    writer.write({"status": "running", "step": 1})
+    writer.append_history({"step": 1})
+    with caplog.at_level(logging.WARNING, logger="trainer.writer"):
+        shutil.rmtree(writer.job_dir)
+        assert writer.append_history({"step": 2})  # noticed by an append
+        assert read(writer.path)["step"] == 1
+        assert history(writer) == [{"step": 2}]
+        shutil.rmtree(writer.job_dir)
+        assert writer.write({"status": "running", "step": 3})  # noticed by a write
+        assert history(writer) == []
+        assert writer.append_history({"step": 3})
+        writer.history_path.unlink()  # the history file alone
+        assert writer.append_history({"step": 4})
+    assert history(writer) == [{"step": 4}]
+    assert read(writer.path)["step"] == 3
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{writer.job_dir} (or a file in it) was deleted during the run: writing progress.json "
+        "and metrics.jsonl there again; the history before this point is gone (said once)"
+    ]
+    writer.close()
+
+
+def test_a_cut_line_left_by_an_earlier_run_is_cut_back(tmp_path: Path) -> None:
+    job = tmp_path / "job"
+    job.mkdir()
+    (job / "metrics.jsonl").write_text('{"step": 1}\n{"step": 2}\n{"step": 3, "lo')
+    writer = ProgressWriter(job)
+    writer.append_history({"step": 4})
+    writer.close()
+    assert history(writer) == [{"step": 1}, {"step": 2}, {"step": 4}]
+
+
+def test_a_failed_append_leaves_no_cut_line(small_tmpfs: SmallTmpfs) -> None:
+    """On a real full tmpfs a long line goes in part (to the end of the file's last page),
+    then fails: the part is cut away, and once there is room the next line goes in whole."""
+    disk = small_tmpfs.mount(size_kib=64)
+    writer = ProgressWriter(disk / "job")
+    assert writer.append_history({"step": 1})
+    filler = small_tmpfs.fill(disk)
+    assert not writer.append_history({"step": 2, "note": "x" * 6000})
+    assert history(writer) == [{"step": 1}]
+    assert isinstance(writer.error, OSError) and writer.error.errno == errno.ENOSPC
+    filler.unlink()
+    assert writer.append_history({"step": 3})
+    writer.close()
+    assert history(writer) == [{"step": 1}, {"step": 3}]
+
+
+def test_the_final_state_is_written_in_place_on_a_full_disk(
+    small_tmpfs: SmallTmpfs, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A full disk has no room for the temp file of an atomic write; the final state goes over
+    the old file, in its own space, whole."""
+    disk = small_tmpfs.mount(size_kib=64)
+    writer = ProgressWriter(disk / "job", min_interval=0, retry_after=0)
+    assert writer.write({"status": "running", "step": 7, "padding": "x" * 300})
+    small_tmpfs.fill(disk)
+    with caplog.at_level(logging.WARNING, logger="trainer.writer"):
+        assert not writer.write({"status": "running", "step": 8})
+        assert writer.write_final({"status": "completed", "step": 9})
+    assert read(writer.path) == {"status": "completed", "step": 9}
+    assert sorted(p.name for p in writer.job_dir.iterdir()) == ["progress.json"]
+    assert writer.status == "completed"
+    assert len(caplog.records) == 1  # the one ENOSPC of progress.json
+    assert "No space left on device" in caplog.records[0].getMessage()
+
+
+def test_a_final_state_with_no_old_file_to_go_over_is_not_written(
+    small_tmpfs: SmallTmpfs,
+) -> None:
+    disk = small_tmpfs.mount(size_kib=64)
+    small_tmpfs.fill(disk)
+    writer = ProgressWriter(disk / "job", retry_after=0)
+    assert not writer.write_final({"status": "completed"})
+    assert writer.status is None
+    assert not writer.path.exists()
