@@ -94,6 +94,10 @@ class ProgressCallback(TrainerCallback):
         self._trainer_state: TrainerState | None = None  # the latest, for a failure's figures
         self._process = {"pid": os.getpid(), "hostname": socket.gethostname()}
         self._failures_said: set[tuple[str, str]] = set()
+        self.signals: CancelOnSignals | None = None
+        """The signal handler that cancels this run (``guard(signals=True)`` sets it): should
+        its ``Cancelled`` be lost on the way (raised inside a ``__del__``), the next step or
+        evaluation batch raises it again."""
 
     # --- hooks -------------------------------------------------------------------------
 
@@ -119,6 +123,7 @@ class ProgressCallback(TrainerCallback):
     def on_step_end(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
     ) -> None:
+        self._still_cancelled()
         if not self._active:
             return
         self._trainer_state = state
@@ -141,7 +146,7 @@ class ProgressCallback(TrainerCallback):
         logs: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        if not self._active or not logs:
+        if not self._active or not logs or self._ended is not None:
             return
         if "loss" in logs:
             self._loss = logs["loss"]
@@ -163,7 +168,7 @@ class ProgressCallback(TrainerCallback):
         metrics: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        if not self._active or not metrics:
+        if not self._active or not metrics or self._ended is not None:
             return
         if "eval_loss" in metrics:
             self._fields["eval_loss"] = metrics["eval_loss"]
@@ -176,9 +181,14 @@ class ProgressCallback(TrainerCallback):
     ) -> None:
         if not self._active or self._ended is not None:
             return
-        self._fields.update(self._progress_fields(state))
-        self._fields.update(progress=100.0, eta_seconds=0)
+        self._trainer_state = state
         self.finish("completed", final_loss=self._loss)
+
+    @_hook
+    def on_prediction_step(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
+        self._still_cancelled()
 
     # --- outside the hooks ---------------------------------------------------------------
 
@@ -232,23 +242,28 @@ class ProgressCallback(TrainerCallback):
 
     @contextmanager
     def guard(self, *, signals: bool = False) -> Iterator[ProgressCallback]:
-        """Write ``failed`` (with the error) or ``cancelled`` if the body raises, then re-raise.
+        """If the body raises, write ``cancelled`` (``Cancelled``, ``KeyboardInterrupt``,
+        ``sys.exit(0)``) or ``failed`` (anything else, with the error), then re-raise.
 
         Args:
             signals: also cancel training on SIGTERM and SIGINT while open (main thread only;
-                see ``trainer.stopping.CancelOnSignals``): the first signal raises
-                ``Cancelled``, and no later one can cut the final write short.
+                the handlers before are put back after; see ``trainer.stopping``): the first
+                signal raises ``Cancelled`` (after any write under way), later ones do nothing,
+                so none can cut the final write short.
         """
-        stop: AbstractContextManager[object] = (
-            CancelOnSignals(ending=lambda: self.ending) if signals else nullcontext()
-        )
+        stop: AbstractContextManager[object] = nullcontext()
+        if signals:
+            self.signals = CancelOnSignals()
+            stop = self.signals
         with stop:
             body_ended = False
             try:
                 yield self
                 body_ended = True
             except BaseException as e:
-                if isinstance(e, Cancelled | KeyboardInterrupt):
+                if isinstance(e, Cancelled | KeyboardInterrupt) or (
+                    isinstance(e, SystemExit) and not e.code
+                ):
                     self.finish("cancelled")
                 else:
                     self.finish("failed", error=f"{type(e).__name__}: {e}", final_loss=self._loss)
@@ -302,11 +317,17 @@ class ProgressCallback(TrainerCallback):
             return self._final
         if self._ended is None:
             self._ended = status
-            if self._trainer_state is not None and status != "completed":
-                self._fields.update(self._progress_fields(self._trainer_state))
-                self._fields.pop("eta_seconds", None)
+            try:
+                if self._trainer_state is not None:
+                    self._fields.update(self._progress_fields(self._trainer_state))
+                if status == "completed":
+                    self._fields.update(progress=100.0, eta_seconds=0)
+                else:
+                    self._fields.pop("eta_seconds", None)
+            except Exception as e:  # an odd state: the final state goes out without its figures
+                self._hook_failed("finish", e)
             self._fields.update(fields)
-        written = self.writer.write_final(self._document(self._ended))
+        written = self._final = self.writer.write_final(self._document(self._ended))
         if not written:
             logger.error(
                 "job %s: its final state (%s) could not be written to %s: %s; the file %s",
@@ -316,8 +337,12 @@ class ProgressCallback(TrainerCallback):
                 self.writer.error,
                 f"still says {self.writer.status!r}" if self.writer.status else "was never written",
             )
-        self._final = written
         return written
+
+    def _still_cancelled(self) -> None:
+        # The signal's Cancelled was raised and training goes on: it was lost on the way.
+        if self.signals is not None and self.signals.cancelled and self._ended is None:
+            raise Cancelled(self.signals.cancelled)
 
     def _write(self, state: TrainerState) -> None:
         if self._ended is not None:  # a hook after the end (an evaluation): the end stands

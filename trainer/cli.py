@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
+import os
+import socket
 import sys
 import tempfile
+import time
 from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
 from sidecar.core.argtypes import positive_float, positive_int
-from sidecar.core.contract import JOB_ID_PATTERN, is_valid_job_id
+from sidecar.core.contract import JOB_ID_PATTERN, is_valid_job_id, isoformat_utc
+from trainer.stopping import Cancelled, CancelOnSignals
 
 logger = logging.getLogger(__name__)
 
@@ -112,64 +116,85 @@ def _validate(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None
         parser.error(f"--data: {e}")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Train; returns the exit status."""
+def main(argv: Sequence[str] | None = None, *, signals: CancelOnSignals | None = None) -> int:
+    """Train; returns the exit status.
+
+    Args:
+        argv: the arguments; ``sys.argv[1:]`` by default.
+        signals: a signal handler installed already (``run`` installs one before anything
+            else); by default one is installed for the run and the earlier ones put back after.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    from trainer.stopping import Cancelled, CancelOnSignals
-
-    stop = CancelOnSignals()
+    stop = signals or CancelOnSignals()
+    installed: AbstractContextManager[object] = nullcontext() if signals else stop
+    progress: Any = None
     try:
-        with stop:
+        with installed:
             _validate(parser, args)
             from trainer.callback import ProgressCallback
 
-            job_dir = args.jobs_root / args.job_id
             progress = ProgressCallback(
-                job_dir, job_id=args.job_id, min_interval=args.progress_interval
+                args.jobs_root / args.job_id,
+                job_id=args.job_id,
+                min_interval=args.progress_interval,
             )
+            progress.signals = stop
             stop.ending = lambda: progress.ending
-            try:
-                with progress.guard():
-                    progress.start()
-                    _train(args, progress)
-            except Cancelled:
-                pass  # the guard wrote it; _outcome says it
+            with progress.guard():
+                progress.start()
+                _train(args, progress)
+                progress.finish("completed")  # on_train_end has, with its figures: a no-op
     except Cancelled as e:
-        logger.warning("job %s: cancelled by %s before it began; nothing written", args.job_id, e)
-        return e.exit_status
+        if progress is None:  # while torch loaded: the job had not begun
+            logger.warning("job %s: cancelled by %s before it began", args.job_id, e)
+            _write_cancelled(args)
+            return e.exit_status
+        progress.finish("cancelled")  # the guard has, unless the signal came before it
     except Exception as e:
-        logger.error("job %s: failed: %s", args.job_id, e, exc_info=True)
+        logger.error("job %s: failed: %s%s", args.job_id, e, _ignored(stop), exc_info=True)
         return EXIT_FAILED
-    return _outcome(args.job_id, progress, stop.received)
+    return _outcome(args.job_id, progress, stop)
 
 
 def run(argv: Sequence[str] | None = None) -> None:
-    """The ``standalone-trainer`` command: ``main``, with SIGTERM and SIGINT ignored outside it,
-    so that once the job has ended no signal can interrupt the way out (a traceback from a
-    library's exit handler, a status that is not the job's)."""
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, signal.SIG_IGN)
-    sys.exit(main(argv))
+    """The ``standalone-trainer`` command: ``main``, under a signal handler installed before
+    anything else and kept until the process exits, so that a signal at any moment ends the
+    job with its terminal state (and after the end, is only noted: no traceback from a
+    library's exit handler, no status that is not the job's)."""
+    stop = CancelOnSignals()
+    stop.install()
+    try:
+        status = main(argv, signals=stop)
+    except Cancelled as e:  # while the arguments were read: no job yet
+        print(f"standalone-trainer: cancelled by {e}", file=sys.stderr)
+        status = e.exit_status
+    stop.ending = lambda: True
+    sys.exit(status)
 
 
-def _outcome(job_id: str, progress: Any, received: list[str]) -> int:
-    """Say how the job ended, as progress.json says it (or does not), and its exit status."""
-    later = (
-        f"; {', '.join(received[1:])} while it stopped: ignored, so that its final state "
-        "could be written"
-        if len(received) > 1
-        else ""
+def _ignored(stop: CancelOnSignals) -> str:
+    others = list(stop.received)
+    if stop.cancelled in others:
+        others.remove(stop.cancelled)
+    if not others:
+        return ""
+    return (
+        f"; {', '.join(others)} while it stopped: ignored, so that its final state could be written"
     )
+
+
+def _outcome(job_id: str, progress: Any, stop: CancelOnSignals) -> int:
+    """Say how the job ended, as progress.json says it (or does not), and its exit status."""
     if progress.ended == "cancelled":
-        first = received[0] if received else "SIGINT"
-        logger.warning("job %s: cancelled by %s%s", job_id, first, later)
-        return 128 + signal.Signals[first].value
+        cause = stop.cancelled or "a signal"
+        logger.warning("job %s: cancelled by %s%s", job_id, cause, _ignored(stop))
+        return Cancelled(cause).exit_status
     if progress.ended == "failed":  # a signal arrived while the failure was being written
-        logger.error("job %s: failed (progress.json says why)%s", job_id, later)
+        logger.error("job %s: failed (progress.json says why)%s", job_id, _ignored(stop))
         return EXIT_FAILED
     if not progress.final_written:
         logger.warning(
@@ -177,9 +202,28 @@ def _outcome(job_id: str, progress: Any, received: list[str]) -> int:
             job_id,
         )
         return 0
-    after = f" ({', '.join(received)} arrived as training finished)" if received else ""
-    logger.info("job %s: completed%s; progress in %s", job_id, after, progress.writer.job_dir)
+    came = f" ({', '.join(stop.received)} arrived as training finished)" if stop.received else ""
+    logger.info("job %s: completed%s; progress in %s", job_id, came, progress.writer.job_dir)
     return 0
+
+
+def _write_cancelled(args: argparse.Namespace) -> None:
+    """Say ``cancelled`` in progress.json for a job cancelled before it began, when it can."""
+    if not is_valid_job_id(args.job_id) or args.jobs_root.is_file():
+        return
+    from trainer.writer import ProgressWriter
+
+    ProgressWriter(args.jobs_root / args.job_id).write_final(
+        {
+            "job_id": args.job_id,
+            "status": "cancelled",
+            "progress": 0.0,
+            "current_step": 0,
+            "timestamp": isoformat_utc(time.time()),
+            "pid": os.getpid(),
+            "hostname": socket.gethostname(),
+        }
+    )
 
 
 def _train(args: argparse.Namespace, progress: Any) -> None:

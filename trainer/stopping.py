@@ -2,19 +2,23 @@
 
 A Python signal handler runs between any two bytecodes of the main thread, so the exception it
 raises can land anywhere: in the middle of writing progress.json, or while the final state is
-being written. Two rules keep the file whole and the final state in it:
+being written. Three rules keep the file whole and the final state in it:
 
-- ``uninterrupted(action)``: an interrupt (``KeyboardInterrupt``, ``Cancelled``, ``SystemExit``)
-  that arrives while ``action`` runs waits until it has run to its end (it is run again, whole:
-  actions are idempotent), then goes on its way.
-- ``CancelOnSignals``: only the first signal raises, and not even that one once the job is
-  ending; later signals are noted and do nothing, so a shutdown is never cut short. SIGKILL
-  cannot be caught: that case is the sidecar's (``process exited``).
+- ``uninterrupted(action)`` marks a write. ``CancelOnSignals``'s handler raises nothing inside
+  one: its ``Cancelled`` waits until the write is done. An interrupt raised by another handler
+  (Python's own ``KeyboardInterrupt``) cannot wait: the write is run again, whole (writes are
+  idempotent), and the interrupt goes on its way after it.
+- ``CancelOnSignals`` cancels once: the first signal raises, unless the job is already ending;
+  later signals are noted and do nothing, so a shutdown is never cut short. Should that one
+  ``Cancelled`` be lost (raised inside a ``__del__``, which Python ignores), the training
+  callback raises it again at the next step (``cancelled``).
+- SIGKILL cannot be caught: that case is the sidecar's (``process exited``).
 """
 
 from __future__ import annotations
 
 import signal
+import threading
 from collections.abc import Callable
 from types import FrameType, TracebackType
 from typing import Any, TypeVar
@@ -24,46 +28,64 @@ T = TypeVar("T")
 TRIES = 100
 """How many interrupts one action may absorb before it gives up and lets the first through."""
 
+_writing = 0  # uninterrupted() sections the main thread is in now
+_held: list[BaseException] = []  # a Cancelled that waits for the section to end
+
 
 class Cancelled(BaseException):
-    """Training was asked to stop by a signal (its name is the argument: ``SIGTERM``); a
-    BaseException, like KeyboardInterrupt."""
+    """Training was asked to stop, by a signal (its name is the argument: ``SIGTERM``) or by
+    code of one's own; a BaseException, like KeyboardInterrupt."""
 
     @property
     def exit_status(self) -> int:
-        """The shell's status for a process ended by this signal: 128 + its number."""
-        return 128 + signal.Signals[self.args[0]].value
+        """The shell's status for a process so ended: 128 + the signal's number (1 without one)."""
+        name = self.args[0] if self.args else None
+        if isinstance(name, str) and name in signal.Signals.__members__:
+            return 128 + signal.Signals[name].value
+        return 1
 
 
 def uninterrupted(action: Callable[[], T]) -> T:
-    """Run ``action`` to its end even if an interrupt arrives meanwhile, then re-raise that interrupt.
+    """Run ``action`` to its end even if an interrupt arrives meanwhile, then raise that interrupt.
 
-    An interrupt is any BaseException that is not an Exception; ``action`` is run again from the
-    start after one, so it must be idempotent. An Exception from ``action`` propagates as usual.
+    An interrupt is any BaseException that is not an Exception. ``CancelOnSignals`` holds its
+    own back until ``action`` returns; any other is caught and ``action`` run again from the
+    start, so ``action`` must be idempotent. An Exception from ``action`` propagates as usual.
     """
+    global _writing
+    main = threading.current_thread() is threading.main_thread()
     interrupt: BaseException | None = None
-    for _ in range(TRIES):
-        try:
-            result = action()
-        except Exception:
-            if interrupt is not None:
-                raise interrupt from None
-            raise
-        except BaseException as e:
-            if interrupt is None:
-                interrupt = e
-            continue
-        if interrupt is not None:
-            raise interrupt
-        return result
-    assert interrupt is not None
-    raise interrupt
+    error: Exception | None = None
+    if main:
+        _writing += 1
+    try:
+        for _ in range(TRIES):
+            try:
+                result = action()
+            except Exception as e:
+                error = e
+            except BaseException as e:
+                interrupt = interrupt or e
+                continue
+            break
+    finally:
+        if main:
+            _writing -= 1
+            if _writing == 0 and _held:
+                interrupt = interrupt or _held[0]
+                _held.clear()
+    if interrupt is not None:
+        raise interrupt
+    if error is not None:
+        raise error
+    return result
 
 
 class CancelOnSignals:
-    """While open, SIGTERM and SIGINT cancel training: the first raises ``Cancelled`` (its
-    argument is the signal's name) in the main thread, unless ``ending()`` says the job is
-    already ending; every later one is only noted in ``received``.
+    """While open, SIGTERM and SIGINT cancel training: the first signal raises ``Cancelled``
+    (its argument is the signal's name) in the main thread, unless ``ending()`` says the job is
+    already ending, and after any write under way (see ``uninterrupted``); every signal is
+    noted in ``received``, and the one that cancelled in ``cancelled``.
 
     Args:
         ending: whether the job is already ending (its final state being written); a signal
@@ -76,11 +98,22 @@ class CancelOnSignals:
         self.ending = ending
         self.received: list[str] = []
         """The names of the signals received, in order."""
+        self.cancelled: str | None = None
+        """The name of the signal that raised ``Cancelled``."""
         self._previous: dict[int, Any] = {}
 
-    def __enter__(self) -> CancelOnSignals:
+    def install(self) -> None:
+        """Handle the signals from now on (``restore`` puts the earlier handlers back)."""
         for signum in self.SIGNALS:
-            self._previous[signum] = signal.signal(signum, self._handle)
+            self._previous.setdefault(signum, signal.signal(signum, self._handle))
+
+    def restore(self) -> None:
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
+        self._previous.clear()
+
+    def __enter__(self) -> CancelOnSignals:
+        self.install()
         return self
 
     def __exit__(
@@ -89,11 +122,15 @@ class CancelOnSignals:
         error: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        for signum, previous in self._previous.items():
-            signal.signal(signum, previous)
-        self._previous.clear()
+        self.restore()
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
-        self.received.append(signal.Signals(signum).name)
-        if len(self.received) == 1 and not self.ending():
-            raise Cancelled(self.received[0])
+        name = signal.Signals(signum).name
+        self.received.append(name)
+        if self.cancelled is not None or self.ending():
+            return
+        self.cancelled = name
+        if _writing:  # the main thread is in a write: the Cancelled waits for its end
+            _held.append(Cancelled(name))
+            return
+        raise Cancelled(name)

@@ -10,10 +10,13 @@ write is done.
 from __future__ import annotations
 
 import errno
+import functools
 import json
 import logging
 import os
+import stat
 import time
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -61,6 +64,8 @@ class ProgressWriter:
         self._made = False  # the directory was there once: if it goes, it was deleted mid-run
         self._text: str | None = None  # progress.json as last written, to write it again
         self._history_fd: int | None = None
+        self._history_used = False  # metrics.jsonl was opened once
+        self._history_closer: weakref.finalize[[], ProgressWriter] | None = None
         self._line_start = 0  # where the line being appended starts
         self._cut = False  # a line may have been written in part from _line_start
         self.status: str | None = None
@@ -127,14 +132,15 @@ class ProgressWriter:
 
     def _replace(self, text: str, *, durable: bool) -> None:
         tmp = self.path.with_name(f".{PROGRESS_FILE}.{os.getpid()}.tmp")
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
         try:
-            f = open(tmp, "w", encoding="utf-8")  # noqa: SIM115
+            fd = os.open(tmp, flags, 0o644)
         except FileNotFoundError:
             self._recreate(progress=False)
-            f = open(tmp, "w", encoding="utf-8")  # noqa: SIM115
+            fd = os.open(tmp, flags, 0o644)
         self._made = True
         try:
-            with f:
+            with open(fd, "w", encoding="utf-8") as f:
                 f.write(text)
                 if durable:
                     f.flush()
@@ -151,13 +157,16 @@ class ProgressWriter:
     def _overwrite(self, text: str) -> None:
         """Write ``text`` over progress.json in place, in the old file's own space, padded with
         spaces (JSON allows them) to the old length so that no tail of the old text is left."""
+        flags = os.O_WRONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC  # no O_CREAT: space
         try:
-            fd = os.open(self.path, os.O_WRONLY | os.O_CLOEXEC)  # no O_CREAT: that needs space
+            fd = os.open(self.path, flags)
         except FileNotFoundError:  # no old file to go over: a new one, as the first time
             self._replace(text, durable=True)
             return
         try:
             st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise OSError(errno.EINVAL, f"{self.path} is not a regular file")
             data = text.encode()
             if len(data) > st.st_blocks * 512:
                 raise OSError(errno.ENOSPC, "no room for the final state in progress.json")
@@ -201,15 +210,20 @@ class ProgressWriter:
         self._cut = False
 
     def _open_history(self) -> None:
-        flags = os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
+        flags = os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
         try:
             fd = os.open(self.history_path, flags, 0o644)
         except FileNotFoundError:
             self._recreate(progress=True)
             fd = os.open(self.history_path, flags, 0o644)
-        self._made = True
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            os.close(fd)
+            raise OSError(errno.EINVAL, f"{self.history_path} is not a regular file")
+        self._made = self._history_used = True
         self._history_fd, self._cut = fd, False
-        size = os.fstat(fd).st_size
+        self._history_closer = weakref.finalize(self, functools.partial(os.close, fd))
+        size = st.st_size
         whole = _whole_lines_end(fd, size)
         if whole < size:  # a cut line from an earlier run
             os.ftruncate(fd, whole)
@@ -220,6 +234,8 @@ class ProgressWriter:
     def _close_history(self) -> None:
         fd, self._history_fd = self._history_fd, None
         if fd is not None:
+            if self._history_closer is not None:
+                self._history_closer.detach()
             os.close(fd)
 
     # --- both ----------------------------------------------------------------------------
@@ -228,7 +244,12 @@ class ProgressWriter:
         """Make the job directory. When it was there before, it (or metrics.jsonl) was deleted
         during the run: say so once, open metrics.jsonl again and, with ``progress``, write the
         last progress.json again too, so that both files are back."""
-        self.job_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.job_dir.mkdir(parents=True, exist_ok=True)
+        except FileExistsError:
+            raise NotADirectoryError(
+                errno.ENOTDIR, "the job directory is not a directory", str(self.job_dir)
+            ) from None
         if not self._made:
             return
         if ("directory", "deleted") not in self._said:
@@ -241,6 +262,8 @@ class ProgressWriter:
         if self._history_fd is not None:
             self._close_history()
             self._open_history()
+        elif self._history_used:  # closed (the final write): an empty one, for both files
+            os.close(os.open(self.history_path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644))
         if progress and self._text is not None and not self.path.exists():
             self._replace(self._text, durable=False)
 

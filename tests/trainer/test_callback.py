@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import shutil
+import signal
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -21,7 +23,7 @@ from transformers import (
 )
 
 from tests.trainer.small_tmpfs import SmallTmpfs
-from trainer import ProgressCallback
+from trainer import Cancelled, ProgressCallback
 from trainer.corpus import BlockDataset, default_corpus, load_texts
 from trainer.gpu import GpuMonitor
 from trainer.model import build_tiny
@@ -238,9 +240,29 @@ def test_an_evaluation_after_the_end_leaves_the_end(tmp_path: Path) -> None:
     trainer, callback, written = make_trainer(tmp_path / "j", max_steps=4)
     with callback.guard():
         trainer.train()
+    history = (tmp_path / "j" / "metrics.jsonl").read_text()
     trainer.evaluate()
     assert [w["status"] for w in written][-1] == "completed"
     assert json.loads((tmp_path / "j" / "progress.json").read_text())["status"] == "completed"
+    assert (tmp_path / "j" / "metrics.jsonl").read_text() == history  # nothing after the end
+    assert callback.writer._history_fd is None  # and no file left open
+
+
+def test_an_odd_state_at_the_end_still_ends_the_job(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A trainer state whose figures cannot be read (no step count) costs the final state its
+    figures, not its status."""
+    callback = ProgressCallback(tmp_path / "j", min_interval=0, gpu=NoGpu())
+    args = TrainingArguments(output_dir=str(tmp_path / "out"), report_to="none", use_cpu=True)
+    state = TrainerState()
+    callback.on_train_begin(args, state, TrainerControl())
+    state.global_step = None  # type: ignore[assignment]
+    with caplog.at_level(logging.WARNING, logger="trainer"), callback.guard():
+        callback.on_train_end(args, state, TrainerControl())
+    final = json.loads((tmp_path / "j" / "progress.json").read_text())
+    assert (final["status"], callback.final_written) == ("completed", True)
+    assert "progress callback's finish failed (TypeError" in caplog.records[0].getMessage()
 
 
 class DeleteJobDirectory(TrainerCallback):
@@ -285,3 +307,26 @@ def test_a_final_state_that_cannot_be_written_is_said_in_one_error_line(
         f"[Errno 28] No space left on device; the file was never written"
     ]
     assert (callback.ended, callback.final_written) == ("completed", False)
+
+
+class LoseTheCancel(TrainerCallback):
+    """At step 3 a SIGTERM lands inside a ``__del__``, where Python drops what it raises."""
+
+    def on_step_end(self, args: Any, state: TrainerState, control: Any, **kwargs: Any) -> None:
+        if state.global_step == 3:
+            Dropped()
+
+
+class Dropped:
+    def __del__(self) -> None:
+        os.kill(os.getpid(), signal.SIGTERM)
+        sum(range(1000))  # the handler runs here, and its Cancelled goes nowhere
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_a_cancel_lost_on_the_way_is_raised_again_at_the_next_step(tmp_path: Path) -> None:
+    trainer, callback, _ = make_trainer(tmp_path / "j", max_steps=50, callbacks=[LoseTheCancel()])
+    with pytest.raises(Cancelled, match="SIGTERM"), callback.guard(signals=True):
+        trainer.train()
+    final = json.loads((tmp_path / "j" / "progress.json").read_text())
+    assert (final["status"], final["current_step"]) == ("cancelled", 4)

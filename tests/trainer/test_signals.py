@@ -36,6 +36,18 @@ def fsync_then_signal(fd):
     return fsync(fd)
 
 os.fsync = fsync_then_signal
+
+if "init" in plan:  # signals sent as soon as the callback is made, before its guard opens
+    import trainer.callback
+
+    init = trainer.callback.ProgressCallback.__init__
+
+    def init_then_signal(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        for name in plan.pop("init"):
+            os.kill(os.getpid(), signal.Signals[name])
+
+    trainer.callback.ProgressCallback.__init__ = init_then_signal
 run(sys.argv[1:])
 """
 
@@ -98,6 +110,14 @@ def final_state(root: Path) -> dict[str, object]:
             id="SIGTERM-inside-the-first-write-then-two-inside-the-write-of-cancelled",
         ),
         pytest.param(
+            {"init": ["SIGTERM"]},
+            [],
+            143,
+            "cancelled",
+            "job j: cancelled by SIGTERM",
+            id="SIGTERM-between-the-callback-and-its-guard",
+        ),
+        pytest.param(
             {"failed": ["SIGTERM"]},
             ["--fail-at-step", "2"],
             1,
@@ -121,6 +141,20 @@ def test_a_signal_inside_a_write_does_not_cut_it(
     assert said in stderr
     if status != "failed":
         assert "Traceback" not in stderr, stderr[-3000:]
+
+
+def test_a_signal_while_torch_loads_leaves_cancelled(tmp_path: Path) -> None:
+    """Before the job has begun (torch and transformers take seconds to import), a signal
+    still ends it with ``cancelled`` in progress.json, and one line."""
+    process = trainer(tmp_path, "--max-steps", "3")
+    time.sleep(1.0)  # the handler is in place at once; the imports take longer than this
+    assert process.poll() is None
+    process.send_signal(signal.SIGTERM)
+    code, stderr = ended(process)
+    assert code == 143, stderr[-3000:]
+    assert final_state(tmp_path)["status"] == "cancelled"
+    assert "job j: cancelled by SIGTERM before it began" in stderr
+    assert "Traceback" not in stderr, stderr[-3000:]
 
 
 def current_step(root: Path) -> int:

@@ -10,20 +10,49 @@ import pytest
 from trainer.stopping import Cancelled, CancelOnSignals, uninterrupted
 
 
-def test_uninterrupted_runs_the_action_to_its_end_then_lets_the_signal_through() -> None:
+def test_a_cancel_waits_for_the_end_of_the_write_it_arrives_in() -> None:
     runs: list[str] = []
 
     def action() -> str:
         runs.append("began")
-        if len(runs) == 1:
-            os.kill(os.getpid(), signal.SIGTERM)  # the handler raises on the next bytecode
+        os.kill(os.getpid(), signal.SIGTERM)
+        sum(range(1000))  # the handler runs here, between two bytecodes
         runs.append("ended")
         return "done"
 
     with CancelOnSignals() as stop, pytest.raises(Cancelled, match="SIGTERM"):
         uninterrupted(action)
-    assert runs == ["began", "began", "ended"]  # cut once, then run again whole
-    assert stop.received == ["SIGTERM"]
+    assert runs == ["began", "ended"]  # whole, once; the Cancelled after it
+    assert (stop.received, stop.cancelled) == (["SIGTERM"], "SIGTERM")
+
+
+def test_an_interrupt_of_another_handler_has_the_write_run_again_whole() -> None:
+    """Python's own SIGINT handler raises KeyboardInterrupt at once: the write is cut, run
+    again from the start, and the interrupt goes on after it."""
+    runs: list[str] = []
+
+    def action() -> str:
+        runs.append("began")
+        if len(runs) == 1:
+            os.kill(os.getpid(), signal.SIGINT)
+            sum(range(1000))
+        runs.append("ended")
+        return "done"
+
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            uninterrupted(action)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert runs == ["began", "began", "ended"]
+
+
+def test_a_cancel_by_hand_has_an_exit_status() -> None:
+    assert Cancelled("SIGTERM").exit_status == 143
+    assert Cancelled("SIGINT").exit_status == 130
+    assert Cancelled("asked by the user").exit_status == 1
+    assert Cancelled().exit_status == 1
 
 
 def test_uninterrupted_lets_an_error_through_as_it_is() -> None:

@@ -6,6 +6,7 @@ import logging
 import math
 import os
 import shutil
+import signal
 from pathlib import Path
 
 import pytest
@@ -197,3 +198,97 @@ def test_a_final_state_with_no_old_file_to_go_over_is_not_written(
     assert not writer.write_final({"status": "completed"})
     assert writer.status is None
     assert not writer.path.exists()
+
+
+def block_the_temp_file(writer: ProgressWriter) -> None:
+    """A directory where the temp file of an atomic write goes: such a write then fails."""
+    (writer.job_dir / f".progress.json.{os.getpid()}.tmp").mkdir()
+
+
+@pytest.mark.parametrize("kind", ["symlink", "fifo"])
+def test_no_write_goes_through_a_link_or_into_a_fifo(tmp_path: Path, kind: str) -> None:
+    """progress.json or metrics.jsonl made a symbolic link (or a FIFO) in the job directory:
+    the writes fail, the file the link points to stays as it was, and nothing hangs."""
+    outside = tmp_path / "outside.txt"
+    outside.write_text("someone else's file\nwithout a newline at the end")
+    writer = ProgressWriter(tmp_path / "job", min_interval=0, retry_after=0)
+    writer.job_dir.mkdir()
+    for name in ("progress.json", "metrics.jsonl"):
+        if kind == "symlink":
+            (writer.job_dir / name).symlink_to(outside)
+        else:
+            os.mkfifo(writer.job_dir / name)
+    block_the_temp_file(writer)
+    assert not writer.append_history({"step": 1})
+    assert not writer.write_final({"status": "completed"})
+    assert outside.read_text() == "someone else's file\nwithout a newline at the end"
+
+
+def test_a_final_state_larger_than_the_old_files_space_is_not_forced_in(
+    small_tmpfs: SmallTmpfs,
+) -> None:
+    """In place, the final state may only use the blocks the old file has: a larger one is
+    refused, and the old file stays whole."""
+    disk = small_tmpfs.mount(size_kib=64)
+    writer = ProgressWriter(disk / "job", min_interval=0, retry_after=0)
+    assert writer.write({"status": "running", "step": 7})
+    small_tmpfs.fill(disk)
+    assert not writer.write_final({"status": "completed", "notes": "x" * 5000})
+    assert read(writer.path) == {"status": "running", "step": 7}
+    assert str(writer.error) == "[Errno 28] no room for the final state in progress.json"
+
+
+def test_a_job_directory_deleted_before_the_final_write_comes_back_with_both_files(
+    tmp_path: Path,
+) -> None:
+    writer = ProgressWriter(tmp_path / "job", min_interval=0)
+    writer.write({"status": "running"})
+    writer.append_history({"step": 1})
+    shutil.rmtree(writer.job_dir)
+    assert writer.write_final({"status": "completed"})
+    assert sorted(p.name for p in writer.job_dir.iterdir()) == ["metrics.jsonl", "progress.json"]
+    assert read(writer.path) == {"status": "completed"}
+
+
+def test_a_job_directory_replaced_by_a_file_is_said_so(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    writer = ProgressWriter(tmp_path / "job", min_interval=0)
+    writer.write({"status": "running"})
+    writer.append_history({"step": 1})
+    shutil.rmtree(writer.job_dir)
+    writer.job_dir.write_text("not a directory")
+    with caplog.at_level(logging.WARNING, logger="trainer.writer"):
+        assert not writer.append_history({"step": 2})
+    assert caplog.records[-1].getMessage() == (
+        f"cannot write {writer.job_dir}/metrics.jsonl: [Errno 20] the job directory is not a "
+        f"directory: '{writer.job_dir}'; training goes on (said once)"
+    )
+    writer.close()
+
+
+def test_an_interrupt_inside_the_final_write_has_it_run_again_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Python's own SIGINT handler raises KeyboardInterrupt in the middle of the write (here
+    from inside its fsync): the write is run again whole, then the interrupt goes on."""
+    writer = ProgressWriter(tmp_path / "job", min_interval=0)
+    writer.write({"status": "running"})
+    fsync = os.fsync
+    sent: list[int] = []
+
+    def fsync_then_sigint(fd: int) -> None:
+        if not sent:
+            sent.append(fd)
+            os.kill(os.getpid(), signal.SIGINT)
+        fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync_then_sigint)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            writer.write_final({"status": "completed"})
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert sent and read(writer.path) == {"status": "completed"}
+    assert sorted(p.name for p in writer.job_dir.iterdir()) == ["progress.json"]
