@@ -18,6 +18,7 @@ import tempfile
 
 from transformers import Trainer, TrainingArguments
 
+from sidecar.core.argtypes import positive_int
 from trainer import Cancelled, ProgressCallback
 from trainer.corpus import BlockDataset, default_corpus, load_texts
 from trainer.model import build_tiny
@@ -29,7 +30,9 @@ def main() -> None:
     )
     parser.add_argument("--jobs-root", default="my-jobs", metavar="DIR", help="where jobs live")
     parser.add_argument("--job-id", default="hf-trainer-example", metavar="ID", help="this run")
-    parser.add_argument("--steps", type=int, default=300, metavar="N", help="training steps")
+    parser.add_argument(
+        "--steps", type=positive_int, default=300, metavar="N", help="training steps"
+    )
     args = parser.parse_args()
 
     # Your model and data go here; this is the tiny model and the small corpus trainer/ ships.
@@ -61,7 +64,10 @@ def main() -> None:
         # one cannot cut that final write short.
         with progress.guard(signals=True):
             trainer.train()
-    print(f"done: {args.jobs_root}/{args.job_id}/progress.json")
+    if progress.final_written:
+        print(f"done: {args.jobs_root}/{args.job_id}/progress.json")
+    else:
+        sys.exit("training finished, but progress.json does not say so (see the error above)")
 
 
 if __name__ == "__main__":

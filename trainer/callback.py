@@ -89,7 +89,7 @@ class ProgressCallback(TrainerCallback):
         self._last_step_time: float | None = None
         self._step_seconds: float | None = None  # moving average
         self._loss: float | None = None
-        self._ended: str | None = None  # the terminal status, once finishing has begun
+        self._ending: tuple[str, dict[str, Any]] | None = None  # status and fields, once begun
         self._final: bool | None = None  # whether it reached progress.json, once known
         self._trainer_state: TrainerState | None = None  # the latest, for a failure's figures
         self._process = {"pid": os.getpid(), "hostname": socket.gethostname()}
@@ -108,6 +108,10 @@ class ProgressCallback(TrainerCallback):
         self._active = state.is_world_process_zero
         if not self._active:
             return
+        if self._ending is not None:  # a second run with this callback: it starts afresh
+            self._ending = self._final = None
+            for name in ("started_at", "final_loss", "error"):
+                self._fields.pop(name, None)
         self._began = self._last_step_time = time.monotonic()
         self._steps_at_begin = state.global_step
         self._samples_per_step = (
@@ -146,7 +150,7 @@ class ProgressCallback(TrainerCallback):
         logs: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        if not self._active or not logs or self._ended is not None:
+        if not self._active or not logs or self.ending:
             return
         if "loss" in logs:
             self._loss = logs["loss"]
@@ -168,7 +172,7 @@ class ProgressCallback(TrainerCallback):
         metrics: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        if not self._active or not metrics or self._ended is not None:
+        if not self._active or not metrics or self.ending:
             return
         if "eval_loss" in metrics:
             self._fields["eval_loss"] = metrics["eval_loss"]
@@ -179,7 +183,7 @@ class ProgressCallback(TrainerCallback):
     def on_train_end(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
     ) -> None:
-        if not self._active or self._ended is not None:
+        if not self._active or self.ending:
             return
         self._trainer_state = state
         self.finish("completed", final_loss=self._loss)
@@ -219,8 +223,10 @@ class ProgressCallback(TrainerCallback):
         """
         if not self._active:
             return False
+        if self._ending is None:
+            self._ending = (status, fields)  # one step: from here on, the job is ending
         try:
-            return uninterrupted(lambda: self._finish(status, fields))
+            return uninterrupted(self._finish)
         except Exception as e:  # an odd state; the writer itself never raises
             self._hook_failed("finish", e)
             return False
@@ -228,12 +234,12 @@ class ProgressCallback(TrainerCallback):
     @property
     def ending(self) -> bool:
         """Whether the job's final state is being written (or has been)."""
-        return self._ended is not None
+        return self._ending is not None
 
     @property
     def ended(self) -> str | None:
         """The job's terminal status, once ``finish`` has begun."""
-        return self._ended
+        return self._ending[0] if self._ending is not None else None
 
     @property
     def final_written(self) -> bool:
@@ -253,9 +259,9 @@ class ProgressCallback(TrainerCallback):
         """
         stop: AbstractContextManager[object] = nullcontext()
         if signals:
-            self.signals = CancelOnSignals()
+            self.signals = CancelOnSignals(ending=lambda: self.ending)
             stop = self.signals
-        with stop:
+        with stop, self._signals_until_the_end():
             body_ended = False
             try:
                 yield self
@@ -311,41 +317,49 @@ class ProgressCallback(TrainerCallback):
                 fields["eta_seconds"] = round(per_step * max(0, total - step), 1)
         return fields
 
-    def _finish(self, status: str, fields: dict[str, Any]) -> bool:
+    def _finish(self) -> bool:
         # Run again whole after an interrupt (see finish): every step here may be repeated.
         if self._final is not None:
             return self._final
-        if self._ended is None:
-            self._ended = status
-            try:
-                if self._trainer_state is not None:
-                    self._fields.update(self._progress_fields(self._trainer_state))
-                if status == "completed":
-                    self._fields.update(progress=100.0, eta_seconds=0)
-                else:
-                    self._fields.pop("eta_seconds", None)
-            except Exception as e:  # an odd state: the final state goes out without its figures
-                self._hook_failed("finish", e)
-            self._fields.update(fields)
-        written = self._final = self.writer.write_final(self._document(self._ended))
+        assert self._ending is not None
+        status, fields = self._ending
+        try:
+            if self._trainer_state is not None:
+                self._fields.update(self._progress_fields(self._trainer_state))
+            if status == "completed":
+                self._fields.update(progress=100.0, eta_seconds=0)
+            else:
+                self._fields.pop("eta_seconds", None)
+        except Exception as e:  # an odd state: the final state goes out without its figures
+            self._hook_failed("finish", e)
+        self._fields.update(fields)
+        written = self._final = self.writer.write_final(self._document(status))
         if not written:
             logger.error(
                 "job %s: its final state (%s) could not be written to %s: %s; the file %s",
                 self.job_id,
-                self._ended,
+                status,
                 self.writer.path,
                 self.writer.error,
                 f"still says {self.writer.status!r}" if self.writer.status else "was never written",
             )
         return written
 
+    @contextmanager
+    def _signals_until_the_end(self) -> Iterator[None]:
+        # The safety net of _still_cancelled holds while the guard is open, and no longer.
+        try:
+            yield
+        finally:
+            self.signals = None
+
     def _still_cancelled(self) -> None:
         # The signal's Cancelled was raised and training goes on: it was lost on the way.
-        if self.signals is not None and self.signals.cancelled and self._ended is None:
+        if self.signals is not None and self.signals.cancelled and not self.ending:
             raise Cancelled(self.signals.cancelled)
 
     def _write(self, state: TrainerState) -> None:
-        if self._ended is not None:  # a hook after the end (an evaluation): the end stands
+        if self.ending:  # a hook after the end (an evaluation): the end stands
             return
         self._fields.update(self._progress_fields(state))
         self._emit("running")
@@ -354,11 +368,16 @@ class ProgressCallback(TrainerCallback):
         self.writer.write(self._document(status), force=force)
 
     def _document(self, status: str) -> dict[str, Any]:
+        try:
+            gpu = self.gpu.sample()
+        except Exception as e:  # a GpuMonitor of one's own that fails: the state goes without
+            self._hook_failed("gpu.sample", e)
+            gpu = {}
         return {
             "job_id": self.job_id,
             "status": status,
             **{k: _significant(v) for k, v in self._fields.items()},
-            **self.gpu.sample(),
+            **gpu,
             **self._process,
             "timestamp": _now_iso(),
         }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import socket
@@ -10,7 +11,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,15 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows defaults, but not a default of None (a required flag, or one that says its own)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None:
+            return action.help
+        return super()._get_help_string(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="standalone-trainer",
@@ -35,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
             "Exit status: 0 completed, 1 failed, 130/143 cancelled by SIGINT/SIGTERM, "
             "2 bad arguments."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_HelpFormatter,
     )
     parser.add_argument(
         "--jobs-root", type=Path, required=True, metavar="DIR", help="where job directories live"
@@ -100,7 +110,9 @@ def _validate(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None
     if args.jobs_root.exists() and not args.jobs_root.is_dir():
         parser.error(f"--jobs-root {args.jobs_root} is not a directory")
     if args.data is not None and not args.data.is_file():
-        parser.error(f"--data {args.data}: no such file")
+        parser.error(
+            f"--data {args.data}: {'not a file' if args.data.exists() else 'no such file'}"
+        )
     if args.model != "tiny":
         from trainer.model import is_model_dir
 
@@ -130,50 +142,66 @@ def main(argv: Sequence[str] | None = None, *, signals: CancelOnSignals | None =
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     stop = signals or CancelOnSignals()
-    installed: AbstractContextManager[object] = nullcontext() if signals else stop
+    with nullcontext() if signals else stop:
+        return _run_job(parser, args, stop)
+
+
+def _run_job(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, stop: CancelOnSignals
+) -> int:
     progress: Any = None
     try:
-        with installed:
-            _validate(parser, args)
-            from trainer.callback import ProgressCallback
+        _validate(parser, args)
+        from trainer.callback import ProgressCallback
 
-            progress = ProgressCallback(
-                args.jobs_root / args.job_id,
-                job_id=args.job_id,
-                min_interval=args.progress_interval,
-            )
-            progress.signals = stop
-            stop.ending = lambda: progress.ending
-            with progress.guard():
-                progress.start()
-                _train(args, progress)
-                progress.finish("completed")  # on_train_end has, with its figures: a no-op
+        progress = ProgressCallback(
+            args.jobs_root / args.job_id, job_id=args.job_id, min_interval=args.progress_interval
+        )
+        progress.signals = stop
+        stop.ending = lambda: progress.ending
+        with progress.guard():
+            progress.start()
+            _train(args, progress)
+            progress.finish("completed")  # on_train_end has, with its figures: a no-op
     except Cancelled as e:
         if progress is None:  # while torch loaded: the job had not begun
             logger.warning("job %s: cancelled by %s before it began", args.job_id, e)
-            _write_cancelled(args)
+            _write_end(args, "cancelled")
             return e.exit_status
         progress.finish("cancelled")  # the guard has, unless the signal came before it
     except Exception as e:
         logger.error("job %s: failed: %s%s", args.job_id, e, _ignored(stop), exc_info=True)
+        if progress is None:  # before the job began (a library that would not load)
+            _write_end(args, "failed", error=f"{type(e).__name__}: {e}")
         return EXIT_FAILED
     return _outcome(args.job_id, progress, stop)
 
 
 def run(argv: Sequence[str] | None = None) -> None:
     """The ``standalone-trainer`` command: ``main``, under a signal handler installed before
-    anything else and kept until the process exits, so that a signal at any moment ends the
-    job with its terminal state (and after the end, is only noted: no traceback from a
-    library's exit handler, no status that is not the job's)."""
+    anything else, so that a signal at any moment ends the job with its terminal state. Once
+    ``main`` is done, the process leaves at once with the job's exit status: a signal on the
+    way out cannot change that status, and no library's exit handler can print a traceback."""
     stop = CancelOnSignals()
     stop.install()
+    status = EXIT_FAILED
     try:
         status = main(argv, signals=stop)
     except Cancelled as e:  # while the arguments were read: no job yet
         print(f"standalone-trainer: cancelled by {e}", file=sys.stderr)
         status = e.exit_status
-    stop.ending = lambda: True
-    sys.exit(status)
+    except SystemExit as e:  # --help, or bad arguments
+        status = e.code if isinstance(e.code, int) else EXIT_USAGE
+    finally:
+        stop.ending = lambda: True  # from here, a signal is only noted
+    # The job has ended and said so. Python's own way out would put the default handlers back
+    # and then take torch down (most of a second), when a signal would end the process with a
+    # status that is not the job's: leave at once instead, with everything written flushed.
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(status)
 
 
 def _ignored(stop: CancelOnSignals) -> str:
@@ -189,26 +217,28 @@ def _ignored(stop: CancelOnSignals) -> str:
 
 def _outcome(job_id: str, progress: Any, stop: CancelOnSignals) -> int:
     """Say how the job ended, as progress.json says it (or does not), and its exit status."""
+    unsaid = (
+        ""
+        if progress.final_written
+        else ", but progress.json does not say so (see the error above)"
+    )
     if progress.ended == "cancelled":
         cause = stop.cancelled or "a signal"
-        logger.warning("job %s: cancelled by %s%s", job_id, cause, _ignored(stop))
+        logger.warning("job %s: cancelled by %s%s%s", job_id, cause, unsaid, _ignored(stop))
         return Cancelled(cause).exit_status
     if progress.ended == "failed":  # a signal arrived while the failure was being written
         logger.error("job %s: failed (progress.json says why)%s", job_id, _ignored(stop))
         return EXIT_FAILED
-    if not progress.final_written:
-        logger.warning(
-            "job %s: training finished, but progress.json does not say so (see the error above)",
-            job_id,
-        )
+    if unsaid:
+        logger.warning("job %s: training finished%s", job_id, unsaid)
         return 0
     came = f" ({', '.join(stop.received)} arrived as training finished)" if stop.received else ""
     logger.info("job %s: completed%s; progress in %s", job_id, came, progress.writer.job_dir)
     return 0
 
 
-def _write_cancelled(args: argparse.Namespace) -> None:
-    """Say ``cancelled`` in progress.json for a job cancelled before it began, when it can."""
+def _write_end(args: argparse.Namespace, status: str, **fields: Any) -> None:
+    """Write the terminal state of a job that ended before it began, when its id allows."""
     if not is_valid_job_id(args.job_id) or args.jobs_root.is_file():
         return
     from trainer.writer import ProgressWriter
@@ -216,9 +246,10 @@ def _write_cancelled(args: argparse.Namespace) -> None:
     ProgressWriter(args.jobs_root / args.job_id).write_final(
         {
             "job_id": args.job_id,
-            "status": "cancelled",
+            "status": status,
             "progress": 0.0,
             "current_step": 0,
+            **fields,
             "timestamp": isoformat_utc(time.time()),
             "pid": os.getpid(),
             "hostname": socket.gethostname(),

@@ -17,6 +17,7 @@ being written. Three rules keep the file whole and the final state in it:
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 from collections.abc import Callable
@@ -75,6 +76,8 @@ def uninterrupted(action: Callable[[], T]) -> T:
                 interrupt = interrupt or _held[0]
                 _held.clear()
     if interrupt is not None:
+        if error is not None:
+            interrupt.__context__ = error  # not lost: shown with the interrupt's traceback
         raise interrupt
     if error is not None:
         raise error
@@ -101,9 +104,11 @@ class CancelOnSignals:
         self.cancelled: str | None = None
         """The name of the signal that raised ``Cancelled``."""
         self._previous: dict[int, Any] = {}
+        self._pid = os.getpid()
 
     def install(self) -> None:
         """Handle the signals from now on (``restore`` puts the earlier handlers back)."""
+        self._pid = os.getpid()
         for signum in self.SIGNALS:
             self._previous.setdefault(signum, signal.signal(signum, self._handle))
 
@@ -125,6 +130,9 @@ class CancelOnSignals:
         self.restore()
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if os.getpid() != self._pid:  # a forked child (a DataLoader worker): not ours to stop
+            self._as_before(signum, frame)
+            return
         name = signal.Signals(signum).name
         self.received.append(name)
         if self.cancelled is not None or self.ending():
@@ -134,3 +142,11 @@ class CancelOnSignals:
             _held.append(Cancelled(name))
             return
         raise Cancelled(name)
+
+    def _as_before(self, signum: int, frame: FrameType | None) -> None:
+        previous = self._previous.get(signum, signal.SIG_DFL)
+        if callable(previous):
+            previous(signum, frame)
+        elif previous != signal.SIG_IGN:
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)

@@ -132,7 +132,9 @@ class ProgressWriter:
 
     def _replace(self, text: str, *, durable: bool) -> None:
         tmp = self.path.with_name(f".{PROGRESS_FILE}.{os.getpid()}.tmp")
-        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
+        # A new file of our own, whatever was at that name (a leftover, a link, a FIFO).
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        tmp.unlink(missing_ok=True)
         try:
             fd = os.open(tmp, flags, 0o644)
         except FileNotFoundError:
@@ -165,8 +167,7 @@ class ProgressWriter:
             return
         try:
             st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode):
-                raise OSError(errno.EINVAL, f"{self.path} is not a regular file")
+            _own_file(st, self.path)
             data = text.encode()
             if len(data) > st.st_blocks * 512:
                 raise OSError(errno.ENOSPC, "no room for the final state in progress.json")
@@ -217,9 +218,11 @@ class ProgressWriter:
             self._recreate(progress=True)
             fd = os.open(self.history_path, flags, 0o644)
         st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
+        try:
+            _own_file(st, self.history_path)
+        except OSError:
             os.close(fd)
-            raise OSError(errno.EINVAL, f"{self.history_path} is not a regular file")
+            raise
         self._made = self._history_used = True
         self._history_fd, self._cut = fd, False
         self._history_closer = weakref.finalize(self, functools.partial(os.close, fd))
@@ -263,7 +266,8 @@ class ProgressWriter:
             self._close_history()
             self._open_history()
         elif self._history_used:  # closed (the final write): an empty one, for both files
-            os.close(os.open(self.history_path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644))
+            flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+            os.close(os.open(self.history_path, flags, 0o644))
         if progress and self._text is not None and not self.path.exists():
             self._replace(self._text, durable=False)
 
@@ -285,6 +289,15 @@ class ProgressWriter:
             return True
 
         return uninterrupted(attempt)
+
+
+def _own_file(st: os.stat_result, path: Path) -> None:
+    """Refuse what is not a plain file of the job's own: writing it in place (or cutting it
+    back) would change something else too."""
+    if not stat.S_ISREG(st.st_mode):
+        raise OSError(errno.EINVAL, f"{path} is not a regular file")
+    if st.st_nlink > 1:
+        raise OSError(errno.EMLINK, f"{path} has other hard links")
 
 
 def _kind(error: Exception) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import re
 import urllib.parse
 
@@ -23,7 +24,9 @@ def positive_int(text: str) -> int:
 
 def positive_float(text: str) -> float:
     value = float(_number(float, text))
-    if not value > 0:  # also refuses NaN
+    if math.isnan(value):
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}")
+    if not value > 0:
         raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
     if value == float("inf"):  # an infinite timeout, learning rate or epoch count breaks later
         raise argparse.ArgumentTypeError(f"must be finite: {text!r}")
@@ -32,7 +35,9 @@ def positive_float(text: str) -> float:
 
 def non_negative_float(text: str) -> float:
     value = float(_number(float, text))
-    if not 0 <= value < float("inf"):  # also refuses NaN
+    if math.isnan(value):
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}")
+    if not 0 <= value < float("inf"):
         raise argparse.ArgumentTypeError(f"must be 0 or more: {text!r}")
     return value
 

@@ -330,3 +330,42 @@ def test_a_cancel_lost_on_the_way_is_raised_again_at_the_next_step(tmp_path: Pat
         trainer.train()
     final = json.loads((tmp_path / "j" / "progress.json").read_text())
     assert (final["status"], final["current_step"]) == ("cancelled", 4)
+
+
+def test_a_second_run_with_the_same_callback_starts_afresh(tmp_path: Path) -> None:
+    trainer, callback, written = make_trainer(tmp_path / "j", max_steps=3)
+    with callback.guard():
+        trainer.train()
+    with callback.guard():
+        trainer.train()
+    statuses = [w["status"] for w in written]
+    assert statuses.count("completed") == 2 and statuses[-1] == "completed"
+    assert json.loads((tmp_path / "j" / "progress.json").read_text())["status"] == "completed"
+
+
+class FailingGpu(NoGpu):
+    def sample(self) -> dict[str, float | int | None]:
+        raise RuntimeError("NVML went away")
+
+
+def test_a_gpu_monitor_that_fails_costs_the_state_its_gpu_fields_only(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    callback = ProgressCallback(tmp_path / "j", min_interval=0, gpu=FailingGpu())
+    with caplog.at_level(logging.WARNING, logger="trainer"):
+        callback.start()
+        assert callback.finish("completed")
+    final = json.loads((tmp_path / "j" / "progress.json").read_text())
+    assert final["status"] == "completed" and "gpu_utilization_percent" not in final
+    assert [r.getMessage() for r in caplog.records] == [
+        "job j: progress callback's gpu.sample failed (RuntimeError: NVML went away); "
+        "training goes on (said once)"
+    ]
+
+
+def test_the_guards_signal_handler_is_gone_with_the_guard(tmp_path: Path) -> None:
+    callback = ProgressCallback(tmp_path / "j", min_interval=0, gpu=NoGpu())
+    with callback.guard(signals=True):
+        assert callback.signals is not None
+    assert callback.signals is None
+    callback.finish("completed")

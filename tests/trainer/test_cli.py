@@ -86,7 +86,8 @@ def test_jsonl_data(tmp_path: Path) -> None:
         (["--max-steps", "0"], "must be positive: '0'"),
         (["--epochs", "inf"], "--epochs: must be finite: 'inf'"),
         (["--lr", "inf"], "--lr: must be finite: 'inf'"),
-        (["--lr", "nan"], "--lr: must be positive: 'nan'"),
+        (["--lr", "nan"], "--lr: not a number: 'nan'"),
+        (["--data", "/tmp"], "--data /tmp: not a file"),
     ],
 )
 def test_bad_arguments_exit_2_and_write_nothing(
@@ -228,3 +229,12 @@ def test_a_disk_full_from_the_start_is_said_and_the_log_never_says_completed(
         message for r in caplog.records if r.name == "trainer.cli" for message in [r.getMessage()]
     ]
     assert cli and not any("completed" in message for message in cli)
+
+
+def test_a_failure_before_the_job_began_is_written_as_failed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "trainer.callback", None)  # as if transformers would not load
+    assert main(["--jobs-root", str(tmp_path), "--job-id", "j", "--max-steps", "3"]) == 1
+    final = progress(tmp_path, "j")
+    assert final["status"] == "failed" and str(final["error"]).startswith("ModuleNotFoundError")

@@ -86,3 +86,22 @@ def test_the_handlers_before_are_put_back() -> None:
     with CancelOnSignals():
         assert signal.getsignal(signal.SIGTERM) is not before[0]
     assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before
+
+
+def test_a_forked_child_is_handled_as_before_not_cancelled() -> None:
+    """A process forked while the handler is in place (a DataLoader worker) is not the one to
+    cancel: a signal there does what the handler before would have done (here: end it)."""
+    previous = signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    try:
+        with CancelOnSignals():
+            pid = os.fork()
+            if pid == 0:  # the child
+                try:
+                    os.kill(os.getpid(), signal.SIGTERM)
+                    sum(range(1000))
+                finally:
+                    os._exit(3)  # reached only if the signal did not end the child
+            _, status = os.waitpid(pid, 0)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGTERM

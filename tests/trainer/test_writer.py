@@ -292,3 +292,32 @@ def test_an_interrupt_inside_the_final_write_has_it_run_again_whole(
         signal.signal(signal.SIGINT, previous)
     assert sent and read(writer.path) == {"status": "completed"}
     assert sorted(p.name for p in writer.job_dir.iterdir()) == ["progress.json"]
+
+
+@pytest.mark.parametrize("kind", ["symlink", "fifo"])
+def test_whatever_is_at_the_temp_files_name_is_not_written_through(
+    tmp_path: Path, kind: str
+) -> None:
+    outside = tmp_path / "outside.txt"
+    outside.write_text("someone else's file")
+    writer = ProgressWriter(tmp_path / "job", min_interval=0)
+    writer.job_dir.mkdir()
+    tmp = writer.job_dir / f".progress.json.{os.getpid()}.tmp"
+    if kind == "symlink":
+        tmp.symlink_to(outside)
+    else:
+        os.mkfifo(tmp)
+    assert writer.write({"status": "running"})  # and no hang on the FIFO
+    assert read(writer.path) == {"status": "running"}
+    assert outside.read_text() == "someone else's file"
+
+
+def test_a_history_file_with_other_hard_links_is_not_cut_or_appended_to(tmp_path: Path) -> None:
+    outside = tmp_path / "outside.txt"
+    outside.write_text("someone else's file\nwithout a newline at the end")
+    writer = ProgressWriter(tmp_path / "job")
+    writer.job_dir.mkdir()
+    os.link(outside, writer.history_path)
+    assert not writer.append_history({"step": 1})
+    assert outside.read_text() == "someone else's file\nwithout a newline at the end"
+    assert str(writer.error) == f"[Errno 31] {writer.history_path} has other hard links"

@@ -22,7 +22,7 @@ def test_good_values() -> None:
         (positive_int, "0", "must be positive: '0'"),
         (positive_int, "1.5", "not a number: '1.5'"),
         (positive_float, "-1", "must be positive: '-1'"),
-        (positive_float, "nan", "must be positive: 'nan'"),
+        (positive_float, "nan", "not a number: 'nan'"),
         (positive_float, "inf", "must be finite: 'inf'"),
         (positive_float, "1e999", "must be finite: '1e999'"),
         (positive_float, "-inf", "must be positive: '-inf'"),
