@@ -6,7 +6,6 @@ import functools
 import logging
 import math
 import os
-import socket
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -18,7 +17,7 @@ from transformers import TrainerCallback, TrainerControl, TrainerState, Training
 from sidecar.core.contract import JOB_ID_PATTERN, is_valid_job_id, isoformat_utc
 from trainer.gpu import GpuMonitor
 from trainer.stopping import Cancelled, CancelOnSignals, uninterrupted
-from trainer.writer import ProgressWriter
+from trainer.writer import ProgressWriter, progress_document
 
 logger = logging.getLogger(__name__)
 
@@ -92,7 +91,6 @@ class ProgressCallback(TrainerCallback):
         self._ending: tuple[str, dict[str, Any]] | None = None  # status and fields, once begun
         self._final: bool | None = None  # whether it reached progress.json, once known
         self._trainer_state: TrainerState | None = None  # the latest, for a failure's figures
-        self._process = {"pid": os.getpid(), "hostname": socket.gethostname()}
         self._failures_said: set[tuple[str, str]] = set()
         self.signals: CancelOnSignals | None = None
         """The signal handler that cancels this run (``guard(signals=True)`` sets it): should
@@ -261,7 +259,7 @@ class ProgressCallback(TrainerCallback):
         if signals:
             self.signals = CancelOnSignals(ending=lambda: self.ending)
             stop = self.signals
-        with stop, self._signals_until_the_end():
+        with stop:
             body_ended = False
             try:
                 yield self
@@ -277,6 +275,7 @@ class ProgressCallback(TrainerCallback):
             finally:
                 if not body_ended:  # an interrupt cut the lines above short: end all the same
                     self.finish("cancelled")
+                self.signals = None  # the safety net of _still_cancelled ends with the guard
 
     # --- inside --------------------------------------------------------------------------
 
@@ -345,14 +344,6 @@ class ProgressCallback(TrainerCallback):
             )
         return written
 
-    @contextmanager
-    def _signals_until_the_end(self) -> Iterator[None]:
-        # The safety net of _still_cancelled holds while the guard is open, and no longer.
-        try:
-            yield
-        finally:
-            self.signals = None
-
     def _still_cancelled(self) -> None:
         # The signal's Cancelled was raised and training goes on: it was lost on the way.
         if self.signals is not None and self.signals.cancelled and not self.ending:
@@ -373,14 +364,8 @@ class ProgressCallback(TrainerCallback):
         except Exception as e:  # a GpuMonitor of one's own that fails: the state goes without
             self._hook_failed("gpu.sample", e)
             gpu = {}
-        return {
-            "job_id": self.job_id,
-            "status": status,
-            **{k: _significant(v) for k, v in self._fields.items()},
-            **gpu,
-            **self._process,
-            "timestamp": _now_iso(),
-        }
+        fields = {k: _significant(v) for k, v in self._fields.items()}
+        return progress_document(self.job_id, status, {**fields, **gpu})
 
     def _history(self, state: TrainerState, logs: dict[str, Any]) -> None:
         entry = {"step": state.global_step, "epoch": state.epoch, "timestamp": _now_iso()}

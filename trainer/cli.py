@@ -6,17 +6,15 @@ import argparse
 import contextlib
 import logging
 import os
-import socket
 import sys
 import tempfile
-import time
 from collections.abc import Sequence
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
 from sidecar.core.argtypes import positive_float, positive_int
-from sidecar.core.contract import JOB_ID_PATTERN, is_valid_job_id, isoformat_utc
+from sidecar.core.contract import JOB_ID_PATTERN, is_valid_job_id
 from trainer.stopping import Cancelled, CancelOnSignals
 
 logger = logging.getLogger(__name__)
@@ -184,7 +182,6 @@ def run(argv: Sequence[str] | None = None) -> None:
     way out cannot change that status, and no library's exit handler can print a traceback."""
     stop = CancelOnSignals()
     stop.install()
-    status = EXIT_FAILED
     try:
         status = main(argv, signals=stop)
     except Cancelled as e:  # while the arguments were read: no job yet
@@ -241,20 +238,12 @@ def _write_end(args: argparse.Namespace, status: str, **fields: Any) -> None:
     """Write the terminal state of a job that ended before it began, when its id allows."""
     if not is_valid_job_id(args.job_id) or args.jobs_root.is_file():
         return
-    from trainer.writer import ProgressWriter
+    from trainer.writer import ProgressWriter, progress_document
 
-    ProgressWriter(args.jobs_root / args.job_id).write_final(
-        {
-            "job_id": args.job_id,
-            "status": status,
-            "progress": 0.0,
-            "current_step": 0,
-            **fields,
-            "timestamp": isoformat_utc(time.time()),
-            "pid": os.getpid(),
-            "hostname": socket.gethostname(),
-        }
+    document = progress_document(
+        args.job_id, status, {"progress": 0.0, "current_step": 0, **fields}
     )
+    ProgressWriter(args.jobs_root / args.job_id).write_final(document)
 
 
 def _train(args: argparse.Namespace, progress: Any) -> None:

@@ -14,14 +14,21 @@ import functools
 import json
 import logging
 import os
+import socket
 import stat
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from sidecar.core.contract import HISTORY_FILE, PROGRESS_FILE, is_terminal, strict_json
+from sidecar.core.contract import (
+    HISTORY_FILE,
+    PROGRESS_FILE,
+    is_terminal,
+    isoformat_utc,
+    strict_json,
+)
 from trainer.stopping import uninterrupted
 
 logger = logging.getLogger(__name__)
@@ -134,8 +141,10 @@ class ProgressWriter:
         tmp = self.path.with_name(f".{PROGRESS_FILE}.{os.getpid()}.tmp")
         # A new file of our own, whatever was at that name (a leftover, a link, a FIFO).
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-        tmp.unlink(missing_ok=True)
         try:
+            fd = os.open(tmp, flags, 0o644)
+        except FileExistsError:
+            tmp.unlink()
             fd = os.open(tmp, flags, 0o644)
         except FileNotFoundError:
             self._recreate(progress=False)
@@ -190,15 +199,17 @@ class ProgressWriter:
     def _append(self, line: bytes) -> None:
         if self._history_fd is None:
             self._open_history()
-        elif os.fstat(self._history_fd).st_nlink == 0:
+        assert self._history_fd is not None
+        st = os.fstat(self._history_fd)
+        if st.st_nlink == 0:  # deleted, or its directory was
             self._recreate(progress=True)
+            assert self._history_fd is not None
+            st = os.fstat(self._history_fd)
         fd = self._history_fd
-        assert fd is not None
-        size = os.fstat(fd).st_size
         if self._cut:  # an attempt that failed (or was interrupted) left part of a line
-            os.ftruncate(fd, min(size, self._line_start))
+            os.ftruncate(fd, min(st.st_size, self._line_start))
         else:
-            self._line_start = size
+            self._line_start = st.st_size
         self._cut = True
         try:
             view = memoryview(line)
@@ -289,6 +300,22 @@ class ProgressWriter:
             return True
 
         return uninterrupted(attempt)
+
+
+def progress_document(job_id: str, status: str, fields: Mapping[str, Any]) -> dict[str, Any]:
+    """A whole progress.json: the job, its status and ``fields``, then the writing process and
+    the time."""
+    return {
+        "job_id": job_id,
+        "status": status,
+        **fields,
+        "pid": os.getpid(),
+        "hostname": _hostname(),
+        "timestamp": isoformat_utc(time.time()),
+    }
+
+
+_hostname = functools.cache(socket.gethostname)
 
 
 def _own_file(st: os.stat_result, path: Path) -> None:

@@ -22,6 +22,7 @@ from transformers import (
     TrainingArguments,
 )
 
+from tests.trainer.job_files import read_progress
 from tests.trainer.small_tmpfs import SmallTmpfs
 from trainer import Cancelled, ProgressCallback
 from trainer.corpus import BlockDataset, default_corpus, load_texts
@@ -107,7 +108,7 @@ def test_callback_in_a_real_trainer(tmp_path: Path) -> None:
     assert all(0 < w["progress"] <= 100 for w in running)
     etas = [w["eta_seconds"] for w in running if "eta_seconds" in w]
     assert len(etas) >= 3 and etas[-1] < etas[0]
-    final = json.loads((job_dir / "progress.json").read_text())
+    final = read_progress(job_dir)
     assert final.keys() >= SEED_FIELDS
     assert final["job_id"] == "tiny-run"
     assert (final["status"], final["progress"], final["current_step"], final["total_steps"]) == (
@@ -151,7 +152,7 @@ def test_guard_writes_failed_with_the_error(tmp_path: Path) -> None:
     callback.start()
     with pytest.raises(RuntimeError, match="out of memory"), callback.guard():
         raise RuntimeError("CUDA out of memory")
-    final = json.loads((tmp_path / "j" / "progress.json").read_text())
+    final = read_progress(tmp_path / "j")
     assert (final["status"], final["error"]) == ("failed", "RuntimeError: CUDA out of memory")
 
 
@@ -159,7 +160,7 @@ def test_guard_writes_cancelled_on_keyboard_interrupt(tmp_path: Path) -> None:
     callback = ProgressCallback(tmp_path / "j", gpu=NoGpu())
     with pytest.raises(KeyboardInterrupt), callback.guard():
         raise KeyboardInterrupt
-    assert json.loads((tmp_path / "j" / "progress.json").read_text())["status"] == "cancelled"
+    assert read_progress(tmp_path / "j")["status"] == "cancelled"
 
 
 def test_tiny_model_is_built_offline_and_trains() -> None:
@@ -181,7 +182,7 @@ def test_no_hook_raises_into_training(tmp_path: Path, caplog: pytest.LogCaptureF
     state.epoch = math.nan
     callback.on_train_begin(args, state, TrainerControl())
     callback.on_log(args, state, TrainerControl(), logs={"loss": 1.0})  # no ValueError
-    assert "current_epoch" not in json.loads((tmp_path / "j" / "progress.json").read_text())
+    assert "current_epoch" not in read_progress(tmp_path / "j")
 
     def broken(*args: Any, **kwargs: Any) -> None:
         raise OSError(28, "No space left on device")
@@ -222,14 +223,14 @@ def test_a_run_of_zero_epochs_is_at_epoch_zero_of_zero(tmp_path: Path) -> None:
     state.num_train_epochs, state.epoch = 0, 0.0
     callback.on_train_begin(args, state, TrainerControl())
     callback.on_train_end(args, state, TrainerControl())
-    final = json.loads((tmp_path / "j" / "progress.json").read_text())
+    final = read_progress(tmp_path / "j")
     assert (final["status"], final["total_epochs"], final["current_epoch"]) == ("completed", 0, 0)
 
 
 def test_a_run_of_zero_steps_is_not_past_its_total(tmp_path: Path) -> None:
     """``max_steps=0`` still takes a step in transformers: the totals follow what was done."""
     _, written = run_training(tmp_path / "j", max_steps=0)
-    final = json.loads((tmp_path / "j" / "progress.json").read_text())
+    final = read_progress(tmp_path / "j")
     assert final["status"] == "completed"
     assert final["current_step"] == final["total_steps"] and final["progress"] == 100.0
     assert all(w["current_step"] <= w["total_steps"] for w in written if "total_steps" in w)
@@ -243,7 +244,7 @@ def test_an_evaluation_after_the_end_leaves_the_end(tmp_path: Path) -> None:
     history = (tmp_path / "j" / "metrics.jsonl").read_text()
     trainer.evaluate()
     assert [w["status"] for w in written][-1] == "completed"
-    assert json.loads((tmp_path / "j" / "progress.json").read_text())["status"] == "completed"
+    assert read_progress(tmp_path / "j")["status"] == "completed"
     assert (tmp_path / "j" / "metrics.jsonl").read_text() == history  # nothing after the end
     assert callback.writer._history_fd is None  # and no file left open
 
@@ -260,7 +261,7 @@ def test_an_odd_state_at_the_end_still_ends_the_job(
     state.global_step = None  # type: ignore[assignment]
     with caplog.at_level(logging.WARNING, logger="trainer"), callback.guard():
         callback.on_train_end(args, state, TrainerControl())
-    final = json.loads((tmp_path / "j" / "progress.json").read_text())
+    final = read_progress(tmp_path / "j")
     assert (final["status"], callback.final_written) == ("completed", True)
     assert "progress callback's finish failed (TypeError" in caplog.records[0].getMessage()
 
@@ -280,7 +281,7 @@ def test_a_job_directory_deleted_mid_run_comes_back_whole(
     job_dir = tmp_path / "jobs" / "j"
     with caplog.at_level(logging.WARNING, logger="trainer"):
         run_training(job_dir, max_steps=12, callbacks=[DeleteJobDirectory(job_dir, at_step=5)])
-    final = json.loads((job_dir / "progress.json").read_text())
+    final = read_progress(job_dir)
     assert (final["status"], final["current_step"]) == ("completed", 12)
     history = [json.loads(line) for line in (job_dir / "metrics.jsonl").read_text().splitlines()]
     assert [h["step"] for h in history if "loss" in h] == [6, 8, 10, 12]
@@ -328,7 +329,7 @@ def test_a_cancel_lost_on_the_way_is_raised_again_at_the_next_step(tmp_path: Pat
     trainer, callback, _ = make_trainer(tmp_path / "j", max_steps=50, callbacks=[LoseTheCancel()])
     with pytest.raises(Cancelled, match="SIGTERM"), callback.guard(signals=True):
         trainer.train()
-    final = json.loads((tmp_path / "j" / "progress.json").read_text())
+    final = read_progress(tmp_path / "j")
     assert (final["status"], final["current_step"]) == ("cancelled", 4)
 
 
@@ -340,7 +341,7 @@ def test_a_second_run_with_the_same_callback_starts_afresh(tmp_path: Path) -> No
         trainer.train()
     statuses = [w["status"] for w in written]
     assert statuses.count("completed") == 2 and statuses[-1] == "completed"
-    assert json.loads((tmp_path / "j" / "progress.json").read_text())["status"] == "completed"
+    assert read_progress(tmp_path / "j")["status"] == "completed"
 
 
 class FailingGpu(NoGpu):
@@ -355,7 +356,7 @@ def test_a_gpu_monitor_that_fails_costs_the_state_its_gpu_fields_only(
     with caplog.at_level(logging.WARNING, logger="trainer"):
         callback.start()
         assert callback.finish("completed")
-    final = json.loads((tmp_path / "j" / "progress.json").read_text())
+    final = read_progress(tmp_path / "j")
     assert final["status"] == "completed" and "gpu_utilization_percent" not in final
     assert [r.getMessage() for r in caplog.records] == [
         "job j: progress callback's gpu.sample failed (RuntimeError: NVML went away); "

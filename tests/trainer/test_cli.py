@@ -12,14 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.trainer.job_files import read_progress
 from tests.trainer.small_tmpfs import SmallTmpfs
 from trainer.cli import main
-
-
-def progress(root: Path, job_id: str) -> dict[str, object]:
-    data = json.loads((root / job_id / "progress.json").read_text())
-    assert isinstance(data, dict)
-    return data
 
 
 def test_a_run_completes(tmp_path: Path) -> None:
@@ -38,7 +33,7 @@ def test_a_run_completes(tmp_path: Path) -> None:
         )
         == 0
     )
-    final = progress(tmp_path, "ok")
+    final = read_progress(tmp_path / "ok")
     assert (final["status"], final["progress"], final["current_step"]) == ("completed", 100.0, 6)
     assert isinstance(final["final_loss"], float)
 
@@ -57,7 +52,7 @@ def test_a_failure_writes_failed_and_exits_1(tmp_path: Path) -> None:
         ]
     )
     assert code == 1
-    final = progress(tmp_path, "bad")
+    final = read_progress(tmp_path / "bad")
     assert final["status"] == "failed"
     assert final["error"] == "RuntimeError: injected failure at step 3 (--fail-at-step)"
     assert final["current_step"] == 3
@@ -74,7 +69,7 @@ def test_jsonl_data(tmp_path: Path) -> None:
         )
         == 0
     )
-    assert progress(tmp_path, "j")["status"] == "completed"
+    assert read_progress(tmp_path / "j")["status"] == "completed"
 
 
 @pytest.mark.parametrize(
@@ -135,7 +130,7 @@ def test_a_signal_writes_cancelled(tmp_path: Path, signum: signal.Signals, code:
         deadline = time.monotonic() + 60
         while True:
             try:
-                step = progress(tmp_path, "long").get("current_step", 0)
+                step = read_progress(tmp_path / "long").get("current_step", 0)
             except (OSError, ValueError):
                 step = 0
             if isinstance(step, int) and step > 0:
@@ -148,7 +143,7 @@ def test_a_signal_writes_cancelled(tmp_path: Path, signum: signal.Signals, code:
         process.kill()
         process.wait()
         process.stderr.close()  # type: ignore[union-attr]
-    final = progress(tmp_path, "long")
+    final = read_progress(tmp_path / "long")
     assert final["status"] == "cancelled"
 
 
@@ -181,7 +176,7 @@ def test_a_local_model_directory(tmp_path: Path) -> None:
         ]
     )
     assert code == 0
-    assert progress(tmp_path / "jobs", "local")["status"] == "completed"
+    assert read_progress(tmp_path / "jobs" / "local")["status"] == "completed"
 
 
 def test_a_disk_that_fills_up_mid_run_does_not_fail_a_finished_run(
@@ -196,7 +191,7 @@ def test_a_disk_that_fills_up_mid_run_does_not_fail_a_finished_run(
     args += ["--logging-steps", "1", "--eval-steps", "1000", "--progress-interval", "0.001"]
     with caplog.at_level(logging.INFO):
         assert main(args) == 0
-    final = progress(disk, "full")
+    final = read_progress(disk / "full")
     assert (final["status"], final["current_step"]) == ("completed", 200)
     text = (disk / "full" / "metrics.jsonl").read_text()
     assert text.endswith("\n")
@@ -236,5 +231,5 @@ def test_a_failure_before_the_job_began_is_written_as_failed(
 ) -> None:
     monkeypatch.setitem(sys.modules, "trainer.callback", None)  # as if transformers would not load
     assert main(["--jobs-root", str(tmp_path), "--job-id", "j", "--max-steps", "3"]) == 1
-    final = progress(tmp_path, "j")
+    final = read_progress(tmp_path / "j")
     assert final["status"] == "failed" and str(final["error"]).startswith("ModuleNotFoundError")

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.trainer.job_files import read_progress
+
 CHILD = """
 import json, os, signal, sys
 from trainer.cli import run
@@ -77,9 +79,7 @@ def final_state(root: Path) -> dict[str, object]:
     job = root / "j"
     names = {p.name for p in job.iterdir()}
     assert "progress.json" in names and names <= {"progress.json", "metrics.jsonl"}  # no temp file
-    data = json.loads((job / "progress.json").read_text())  # whole, or this fails
-    assert isinstance(data, dict)
-    return data
+    return read_progress(job)  # whole, or this fails
 
 
 @pytest.mark.parametrize(
@@ -147,14 +147,30 @@ def test_a_signal_while_torch_loads_leaves_cancelled(tmp_path: Path) -> None:
     """Before the job has begun (torch and transformers take seconds to import), a signal
     still ends it with ``cancelled`` in progress.json, and one line."""
     process = trainer(tmp_path, "--max-steps", "3")
-    time.sleep(1.0)  # the handler is in place at once; the imports take longer than this
-    assert process.poll() is None
+    deadline = time.monotonic() + 30
+    while not loading_torch(process.pid):
+        assert process.poll() is None and time.monotonic() < deadline, "torch never loaded"
+        time.sleep(0.005)
     process.send_signal(signal.SIGTERM)
     code, stderr = ended(process)
     assert code == 143, stderr[-3000:]
     assert final_state(tmp_path)["status"] == "cancelled"
     assert "job j: cancelled by SIGTERM before it began" in stderr
     assert "Traceback" not in stderr, stderr[-3000:]
+
+
+def loading_torch(pid: int) -> bool:
+    """Whether the process has begun to load torch (its libraries are mapped): it has read its
+    job by then, and torch and transformers take a second or more to finish loading. (Before
+    its exec, the process is a fork of this one, which has torch: its command line tells.)"""
+    proc = Path(f"/proc/{pid}")
+    try:
+        return (
+            b"--job-id" in (proc / "cmdline").read_bytes()
+            and b"libtorch" in (proc / "maps").read_bytes()
+        )
+    except OSError:
+        return False
 
 
 def current_step(root: Path) -> int:

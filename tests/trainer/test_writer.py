@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from sidecar.core.contract import strict_json
+from tests.trainer.job_files import read_progress
 from tests.trainer.small_tmpfs import SmallTmpfs
 from trainer.writer import ProgressWriter
 
@@ -24,28 +25,22 @@ class Clock:
         return self.now
 
 
-def read(path: Path) -> dict[str, object]:
-    data = json.loads(path.read_text())
-    assert isinstance(data, dict)
-    return data
-
-
 def test_first_write_is_immediate_then_throttled(tmp_path: Path) -> None:
     clock = Clock()
     writer = ProgressWriter(tmp_path / "job", min_interval=0.5, clock=clock)
     assert writer.write({"status": "running", "step": 1})
     assert not writer.write({"status": "running", "step": 2})
-    assert read(writer.path)["step"] == 1
+    assert read_progress(writer.job_dir)["step"] == 1
     clock.now += 0.5
     assert writer.write({"status": "running", "step": 3})
-    assert read(writer.path)["step"] == 3
+    assert read_progress(writer.job_dir)["step"] == 3
 
 
 def test_terminal_state_is_written_at_once(tmp_path: Path) -> None:
     writer = ProgressWriter(tmp_path, min_interval=60, clock=Clock())
     writer.write({"status": "running"})
     assert writer.write({"status": "Failed", "error": "boom"})
-    assert read(writer.path) == {"status": "Failed", "error": "boom"}
+    assert read_progress(writer.job_dir) == {"status": "Failed", "error": "boom"}
 
 
 def test_flush_writes_the_held_state(tmp_path: Path) -> None:
@@ -54,7 +49,7 @@ def test_flush_writes_the_held_state(tmp_path: Path) -> None:
     writer.write({"step": 2})
     writer.write({"step": 3})
     assert writer.flush()
-    assert read(writer.path) == {"step": 3}
+    assert read_progress(writer.job_dir) == {"step": 3}
     assert not writer.flush()
 
 
@@ -71,7 +66,7 @@ def test_no_temporary_file_is_left_behind(tmp_path: Path) -> None:
     for step in range(50):
         writer.write({"step": step, "padding": "x" * 1000})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["progress.json"]
-    assert read(writer.path)["step"] == 49
+    assert read_progress(writer.job_dir)["step"] == 49
 
 
 def test_a_failed_write_never_raises_and_is_logged_once_per_file_and_kind(
@@ -127,7 +122,7 @@ def test_a_job_directory_deleted_mid_run_is_made_again_with_both_files(
     with caplog.at_level(logging.WARNING, logger="trainer.writer"):
         shutil.rmtree(writer.job_dir)
         assert writer.append_history({"step": 2})  # noticed by an append
-        assert read(writer.path)["step"] == 1
+        assert read_progress(writer.job_dir)["step"] == 1
         assert history(writer) == [{"step": 2}]
         shutil.rmtree(writer.job_dir)
         assert writer.write({"status": "running", "step": 3})  # noticed by a write
@@ -136,7 +131,7 @@ def test_a_job_directory_deleted_mid_run_is_made_again_with_both_files(
         writer.history_path.unlink()  # the history file alone
         assert writer.append_history({"step": 4})
     assert history(writer) == [{"step": 4}]
-    assert read(writer.path)["step"] == 3
+    assert read_progress(writer.job_dir)["step"] == 3
     assert [r.getMessage() for r in caplog.records] == [
         f"{writer.job_dir} (or a file in it) was deleted during the run: writing progress.json "
         "and metrics.jsonl there again; the history before this point is gone (said once)"
@@ -182,7 +177,7 @@ def test_the_final_state_is_written_in_place_on_a_full_disk(
     with caplog.at_level(logging.WARNING, logger="trainer.writer"):
         assert not writer.write({"status": "running", "step": 8})
         assert writer.write_final({"status": "completed", "step": 9})
-    assert read(writer.path) == {"status": "completed", "step": 9}
+    assert read_progress(writer.job_dir) == {"status": "completed", "step": 9}
     assert sorted(p.name for p in writer.job_dir.iterdir()) == ["progress.json"]
     assert writer.status == "completed"
     assert len(caplog.records) == 1  # the one ENOSPC of progress.json
@@ -234,7 +229,7 @@ def test_a_final_state_larger_than_the_old_files_space_is_not_forced_in(
     assert writer.write({"status": "running", "step": 7})
     small_tmpfs.fill(disk)
     assert not writer.write_final({"status": "completed", "notes": "x" * 5000})
-    assert read(writer.path) == {"status": "running", "step": 7}
+    assert read_progress(writer.job_dir) == {"status": "running", "step": 7}
     assert str(writer.error) == "[Errno 28] no room for the final state in progress.json"
 
 
@@ -247,7 +242,7 @@ def test_a_job_directory_deleted_before_the_final_write_comes_back_with_both_fil
     shutil.rmtree(writer.job_dir)
     assert writer.write_final({"status": "completed"})
     assert sorted(p.name for p in writer.job_dir.iterdir()) == ["metrics.jsonl", "progress.json"]
-    assert read(writer.path) == {"status": "completed"}
+    assert read_progress(writer.job_dir) == {"status": "completed"}
 
 
 def test_a_job_directory_replaced_by_a_file_is_said_so(
@@ -290,7 +285,7 @@ def test_an_interrupt_inside_the_final_write_has_it_run_again_whole(
             writer.write_final({"status": "completed"})
     finally:
         signal.signal(signal.SIGINT, previous)
-    assert sent and read(writer.path) == {"status": "completed"}
+    assert sent and read_progress(writer.job_dir) == {"status": "completed"}
     assert sorted(p.name for p in writer.job_dir.iterdir()) == ["progress.json"]
 
 
@@ -308,7 +303,7 @@ def test_whatever_is_at_the_temp_files_name_is_not_written_through(
     else:
         os.mkfifo(tmp)
     assert writer.write({"status": "running"})  # and no hang on the FIFO
-    assert read(writer.path) == {"status": "running"}
+    assert read_progress(writer.job_dir) == {"status": "running"}
     assert outside.read_text() == "someone else's file"
 
 
