@@ -1,4 +1,5 @@
-/* The dashboard: the jobs list (live from /ws/jobs) and a job view (progress-client.js). */
+/* The dashboard: the jobs list (live from /ws/jobs) and a job view (progress-client.js). Every
+ * value of a job goes through a formatter of dashboard-format.js; the chart is loss-chart.js. */
 (function () {
   "use strict";
 
@@ -13,40 +14,37 @@
   // Between two looks at /healthz while the jobs list is empty, ms.
   const HEALTH_INTERVAL = 3000;
 
-  const fmt = {
-    number(value, digits = 4) {
-      return typeof value === "number" ? Number(value.toPrecision(digits)).toString() : "–";
-    },
-    duration(seconds) {
-      if (typeof seconds !== "number") return "–";
-      const s = Math.max(0, Math.round(seconds));
-      const h = Math.floor(s / 3600);
-      const m = Math.floor((s % 3600) / 60);
-      return `${h}:${String(m).padStart(2, "0")}:${String(s % 60).padStart(2, "0")}`;
-    },
-    time(iso) {
-      if (!iso) return "–";
-      const date = new Date(iso);
-      return isNaN(date) ? String(iso) : date.toLocaleTimeString();
-    },
-    step(state) {
-      if (state.current_step === undefined) return "–";
-      return state.total_steps !== undefined ? `${state.current_step} / ${state.total_steps}` : String(state.current_step);
-    },
-    // A stalled job's ETA is the one it had when it stopped moving: no longer true.
-    eta(state) {
-      if (state.complete) return "–";
-      return state.stalled ? "stalled" : fmt.duration(state.eta_seconds);
-    },
-  };
+  const fmt = DashboardFormat;
+  const { field } = fmt;
+  const outcome = fmt.outcome;
 
-  /** How a terminal status ended: "ok" (completed), "bad" (failed, error), "ended" (cancelled,
-   * stopped); "" while the job runs. Badges and bars take it as their class. */
-  function outcome(state) {
-    if (!state || !state.complete) return "";
-    const status = String(state.status).toLowerCase();
-    if (status === "completed") return "ok";
-    return status === "failed" || status === "error" ? "bad" : "ended";
+  // A throw while showing one job (a bug, or a value no formatter foresaw) costs that row, that
+  // fact or the chart only: it is caught, that part shows a placeholder, and the console says
+  // why once. Past this many distinct reports, no more (a page left open for days).
+  const MAX_REPORTS = 100;
+  const reported = new Set();
+
+  function report(what, error) {
+    const reason = error instanceof Error ? error.message : typeof error;
+    const text = `dashboard: cannot show ${what}: ${reason}`;
+    if (reported.has(text) || reported.size >= MAX_REPORTS) return;
+    reported.add(text);
+    console.error(text);
+  }
+
+  function guard(what, render) {
+    try {
+      render();
+    } catch (error) {
+      report(what, error);
+    }
+  }
+
+  /** An element that shows `content` (text from a job) isolated from the text around it. */
+  function isolated(content) {
+    const element = document.createElement("bdi");
+    element.textContent = content;
+    return element;
   }
 
   function setConnection(text, kind) {
@@ -69,15 +67,7 @@
     listSocket = ws;
     ws.onmessage = (event) => {
       listFailures = 0;
-      const message = JSON.parse(event.data);
-      if (message.type === ProgressClient.MESSAGE.SNAPSHOT) {
-        jobs.clear();
-        listReady = true;
-      }
-      for (const [id, change] of Object.entries(message.jobs)) {
-        if (change === null) jobs.delete(id);
-        else jobs.set(id, ProgressClient.mergePatch(jobs.get(id) || {}, change));
-      }
+      guard("the jobs list", () => applyList(JSON.parse(event.data)));
       if (currentJob() === null) setConnection("live", "live");
       renderList();
       followListInJobView();
@@ -96,6 +86,19 @@
     };
   }
 
+  function applyList(message) {
+    if (field(message, "type") === ProgressClient.MESSAGE.SNAPSHOT) {
+      jobs.clear();
+      listReady = true;
+    }
+    const changes = field(message, "jobs");
+    if (changes === null || typeof changes !== "object") return;
+    for (const [id, change] of Object.entries(changes)) {
+      if (change === null) jobs.delete(id);
+      else jobs.set(id, ProgressClient.mergePatch(jobs.get(id) || {}, change));
+    }
+  }
+
   function jobLink(id) {
     const link = document.createElement("a");
     link.href = `#job=${encodeURIComponent(id)}`;
@@ -107,7 +110,7 @@
     const element = document.createElement("span");
     element.className = "flag";
     element.textContent = text;
-    element.title = why || "";
+    element.title = fmt.text(why, fmt.TEXT.title, "");
     return element;
   }
 
@@ -118,59 +121,83 @@
     const missingRoot = ids.length === 0 && rootMissing();
     const notice = $("jobs-root");
     notice.hidden = !missingRoot;
-    notice.textContent = missingRoot ? `The jobs root ${health.root_path ?? health.root} does not exist (yet): the sidecar is waiting for it.` : "";
+    const root = fmt.text(field(health, "root_path") ?? field(health, "root"), fmt.TEXT.title);
+    notice.textContent = missingRoot ? `The jobs root ${root} does not exist (yet): the sidecar is waiting for it.` : "";
     $("jobs-empty").hidden = ids.length > 0 || missingRoot || health === null;
-    if (health !== null && health.role === "gateway") {
+    if (field(health, "role") === "gateway") {
       $("jobs-empty").textContent =
-        health.bus === "down"
+        field(health, "bus") === "down"
           ? "No jobs yet: this gateway cannot reach Redis (it retries)."
           : "No jobs on any node of the cluster yet.";
     }
     $("jobs-table").hidden = ids.length === 0;
     body.replaceChildren(
       ...ids.map((id) => {
-        const job = jobs.get(id);
-        const row = document.createElement("tr");
-        row.dataset.job = id;
-        row.className = `status-${String(job.status || "unknown").toLowerCase()}${job.stalled ? " stalled" : ""}`;
-        const cells = [];
-        const name = document.createElement("td");
-        name.append(jobLink(id));
-        cells.push(name);
-        const node = document.createElement("td");
-        const nodeName = document.createElement("span");
-        nodeName.className = "node";
-        nodeName.textContent = job.node || "–";
-        if (job.node) nodeName.title = job.node; // a long name is cut short: whole on hover
-        node.append(nodeName);
-        cells.push(node);
-        const status = document.createElement("td");
-        const badge = document.createElement("span");
-        badge.className = "badge";
-        badge.textContent = job.status || "?";
-        status.append(badge);
-        if (job.stalled) status.append(flag("stalled", job.stall_reason));
-        if (job.read_error) status.append(flag("unreadable", job.read_error));
-        cells.push(status);
-        const progress = document.createElement("td");
-        const bar = document.createElement("progress");
-        bar.max = 100;
-        bar.value = typeof job.progress === "number" ? job.progress : 0;
-        bar.className = outcome(job);
-        bar.setAttribute("aria-label", `${id} progress`);
-        progress.append(bar, ` ${typeof job.progress === "number" ? job.progress.toFixed(1) + " %" : "–"}`);
-        cells.push(progress);
-        for (const text of [fmt.step(job), fmt.number(job.loss), fmt.eta(job), fmt.time(job.updated_at)]) {
-          const cell = document.createElement("td");
-          cell.className = "num";
-          cell.textContent = text;
-          cells.push(cell);
+        try {
+          return jobRow(id, jobs.get(id));
+        } catch (error) {
+          report(`job ${id}`, error);
+          return unrenderableRow(id);
         }
-        row.append(...cells);
-        return row;
       }),
     );
     watchHealth();
+  }
+
+  function jobRow(id, job) {
+    const row = document.createElement("tr");
+    row.dataset.job = id;
+    row.className = `${fmt.statusClass(field(job, "status"))}${field(job, "stalled") === true ? " stalled" : ""}`;
+    const cells = [];
+    const name = document.createElement("td");
+    name.append(jobLink(id));
+    cells.push(name);
+    const node = document.createElement("td");
+    const nodeName = document.createElement("span");
+    nodeName.className = "node";
+    nodeName.textContent = fmt.text(field(job, "node"), fmt.TEXT.name);
+    // a long name is cut short: whole on hover
+    if (typeof field(job, "node") === "string") nodeName.title = fmt.text(field(job, "node"), fmt.TEXT.title);
+    node.append(nodeName);
+    cells.push(node);
+    const status = document.createElement("td");
+    const badge = document.createElement("span");
+    badge.className = "badge";
+    badge.textContent = fmt.text(field(job, "status"), fmt.TEXT.badge, "?");
+    status.append(badge);
+    if (field(job, "stalled") === true) status.append(flag("stalled", field(job, "stall_reason")));
+    if (field(job, "read_error")) status.append(flag("unreadable", field(job, "read_error")));
+    cells.push(status);
+    const progress = document.createElement("td");
+    const bar = document.createElement("progress");
+    bar.max = 100;
+    bar.value = fmt.bar(field(job, "progress"));
+    bar.className = outcome(job);
+    bar.setAttribute("aria-label", `${id} progress`);
+    progress.append(bar, ` ${fmt.percent(field(job, "progress"))}`);
+    cells.push(progress);
+    for (const text of [fmt.step(job), fmt.number(field(job, "loss")), fmt.eta(job), fmt.time(field(job, "updated_at"))]) {
+      const cell = document.createElement("td");
+      cell.className = "num";
+      cell.textContent = text;
+      cells.push(cell);
+    }
+    row.append(...cells);
+    return row;
+  }
+
+  /** A row that could not be made: the job's link, and a word saying so. */
+  function unrenderableRow(id) {
+    const row = document.createElement("tr");
+    row.dataset.job = id;
+    row.className = "status-unknown unrenderable";
+    const name = document.createElement("td");
+    name.append(jobLink(id));
+    const rest = document.createElement("td");
+    rest.colSpan = 7;
+    rest.textContent = "this job cannot be shown";
+    row.append(name, rest);
+    return row;
   }
 
   // --- the jobs root (/healthz), looked at only while the list is empty ----------------------
@@ -181,7 +208,7 @@
 
   function rootMissing() {
     // `root: "missing"` from issue 9 on; `root_present: false` from sidecars before it.
-    return health !== null && (health.root === "missing" || health.root_present === false);
+    return field(health, "root") === "missing" || field(health, "root_present") === false;
   }
 
   function watchHealth() {
@@ -199,7 +226,8 @@
     healthBusy = true;
     try {
       const response = await fetch(new URL("/healthz", location.href), { headers: authorization, cache: "no-store" });
-      if (response.ok) health = await response.json();
+      // 503: a degraded sidecar (a background task down) still says where its root is.
+      if (response.ok || response.status === 503) health = await response.json();
     } catch (error) {
       // unreachable: the list's socket says so, and brings the next look when it is back
     } finally {
@@ -210,31 +238,38 @@
 
   // --- the job view --------------------------------------------------------------------------
 
+  // Each fact of a job's view: its key, its label, and what it shows (text, or a list of text
+  // and elements: a job's own text inside is isolated, so that right-to-left text or a bidi
+  // control in it cannot reorder what follows).
   const FIELDS = [
-    ["status", "Status", (s) => s.status || "–"],
-    ["progress", "Progress", (s) => (typeof s.progress === "number" ? `${s.progress.toFixed(1)} %` : "–")],
-    ["epoch", "Epoch", (s) => (s.current_epoch !== undefined ? `${s.current_epoch} / ${s.total_epochs ?? "?"}` : "–")],
+    ["status", "Status", (s) => fmt.text(field(s, "status"))],
+    ["progress", "Progress", (s) => fmt.percent(field(s, "progress"))],
+    ["epoch", "Epoch", (s) => fmt.epoch(s)],
     ["step", "Step", (s) => fmt.step(s)],
-    ["loss", "Loss", (s) => fmt.number(s.loss)],
-    ["eval_loss", "Eval loss", (s) => fmt.number(s.eval_loss)],
-    ["final_loss", "Final loss", (s) => fmt.number(s.final_loss)],
-    ["learning_rate", "Learning rate", (s) => fmt.number(s.learning_rate, 3)],
-    ["samples_per_second", "Samples/s", (s) => fmt.number(s.samples_per_second, 4)],
+    ["loss", "Loss", (s) => fmt.number(field(s, "loss"))],
+    ["eval_loss", "Eval loss", (s) => fmt.number(field(s, "eval_loss"))],
+    ["final_loss", "Final loss", (s) => fmt.number(field(s, "final_loss"))],
+    ["learning_rate", "Learning rate", (s) => fmt.number(field(s, "learning_rate"), 3)],
+    ["samples_per_second", "Samples/s", (s) => fmt.number(field(s, "samples_per_second"), 4)],
     ["eta", "ETA", (s) => fmt.eta(s)],
     ["gpu_memory", "GPU memory (allocated / used / total GB)", (s) =>
-      [s.gpu_memory_allocated_gb, s.gpu_memory_used_gb, s.gpu_memory_total_gb].map((v) => fmt.number(v, 3)).join(" / ")],
-    ["gpu_util", "GPU utilisation", (s) => (typeof s.gpu_utilization_percent === "number" ? `${s.gpu_utilization_percent} %` : "–")],
-    ["started", "Started", (s) => fmt.time(s.started_at)],
-    ["updated", "Updated", (s) => fmt.time(s.timestamp)],
-    ["node", "Node", (s) => s.node || "–"],
-    ["host", "Host / pid", (s) => (s.hostname ? `${s.hostname} / ${s.pid ?? "?"}` : "–")],
+      ["gpu_memory_allocated_gb", "gpu_memory_used_gb", "gpu_memory_total_gb"].map((key) => fmt.number(field(s, key), 3)).join(" / ")],
+    ["gpu_util", "GPU utilisation", (s) => (fmt.isNumber(field(s, "gpu_utilization_percent")) ? `${field(s, "gpu_utilization_percent")} %` : "–")],
+    ["started", "Started", (s) => fmt.time(field(s, "started_at"))],
+    ["updated", "Updated", (s) => fmt.time(field(s, "timestamp"))],
+    ["node", "Node", (s) => fmt.text(field(s, "node"))],
+    ["host", "Host / pid", (s) => host(field(s, "hostname"), field(s, "pid"))],
   ];
+
+  function host(hostname, pid) {
+    if (typeof hostname !== "string" || hostname === "") return "–";
+    return [isolated(fmt.text(hostname, fmt.TEXT.name)), ` / ${fmt.isNumber(pid) ? pid : "?"}`];
+  }
 
   let client = null;
   let clientStatus = "";
   let waitingForJob = false; // the view says "no job named ..." and waits for it in the list
-  let plot = null;
-  let points = new Map(); // step -> [loss, eval_loss]
+  const chart = new LossChart($("chart"));
 
   function currentJob() {
     const match = location.hash.match(/^#job=(.+)$/);
@@ -293,14 +328,13 @@
     $("job-progress").value = 0;
     $("job-progress").className = "";
     $("job-progress-text").textContent = "";
-    points = new Map();
-    drawChart();
+    drawChart(() => chart.clear());
     const own = new ProgressClient({
       url: location.origin,
       jobId: id,
       token,
       onState: (state) => client === own && renderJob(state),
-      onLog: (entries, reset) => client === own && addEntries(entries, reset),
+      onLog: (entries, reset) => client === own && drawChart(() => chart.add(entries, reset)),
       onStatus: (status) => client === own && showClientStatus(status),
     });
     client = own;
@@ -310,7 +344,7 @@
   function showClientStatus(status) {
     clientStatus = status;
     if (status === "complete") {
-      setConnection(client.state.status, outcome(client.state));
+      setConnection(fmt.text(field(client.state, "status"), fmt.TEXT.badge), outcome(client.state));
     } else if (status === "error: invalid job id") {
       showProblem(invalidIdText(currentJob()));
     } else if (status === "polling" && jobIsGone()) {
@@ -348,135 +382,64 @@
   }
 
   function renderJob(state) {
-    const dl = $("job-fields");
-    dl.replaceChildren(
-      ...FIELDS.map(([key, label, show]) => {
-        const item = document.createElement("div");
-        item.dataset.field = key;
-        const dt = document.createElement("dt");
-        dt.textContent = label;
-        const dd = document.createElement("dd");
-        dd.textContent = show(state);
-        item.append(dt, dd);
-        return item;
-      }),
-    );
-    const progress = typeof state.progress === "number" ? state.progress : 0;
-    $("job-progress").value = progress;
-    $("job-progress").className = outcome(state);
-    $("job-progress-text").textContent = `${progress.toFixed(1)} %`;
+    guard("this job's facts", () => $("job-fields").replaceChildren(...FIELDS.map((item) => fact(state, ...item))));
+    guard("this job's progress", () => {
+      const progress = field(state, "progress");
+      $("job-progress").value = fmt.bar(progress);
+      $("job-progress").className = outcome(state);
+      $("job-progress-text").textContent = progress === undefined ? "0.0 %" : fmt.percent(progress);
+    });
+    guard("this job's alert", () => renderAlert(state));
+  }
+
+  /** One fact of the job's view; a placeholder, should showing it throw. */
+  function fact(state, key, label, show) {
+    const item = document.createElement("div");
+    item.dataset.field = key;
+    const dt = document.createElement("dt");
+    dt.textContent = label;
+    const dd = document.createElement("dd");
+    try {
+      dd.append(...[show(state)].flat());
+    } catch (error) {
+      report(`the ${label} of this job`, error);
+      dd.replaceChildren("–");
+      dd.className = "unrenderable";
+      dd.title = "this cannot be shown";
+    }
+    item.append(dt, dd);
+    return item;
+  }
+
+  function renderAlert(state) {
     const alert = $("job-alert");
     const ended = outcome(state);
     const failed = ended === "bad" || ended === "ended";
-    let text = "";
-    if (failed) text = `${state.status}${state.error ? `: ${state.error}` : ""}`;
-    else if (state.stalled) text = `stalled: ${state.stall_reason || "no recent update"}`;
-    if (state.read_error) text += `${text ? "\n" : ""}progress file unreadable: ${state.read_error} (showing the last good state)`;
-    alert.hidden = !text;
-    alert.textContent = text;
+    const parts = [];
+    if (failed) {
+      parts.push(isolated(fmt.text(field(state, "status"), fmt.TEXT.badge)));
+      const error = fmt.text(field(state, "error"), fmt.TEXT.error, "");
+      if (error) parts.push(": ", isolated(error));
+    } else if (field(state, "stalled") === true) {
+      parts.push("stalled: ", isolated(fmt.text(field(state, "stall_reason"), fmt.TEXT.field, "no recent update")));
+    }
+    const readError = fmt.text(field(state, "read_error"), fmt.TEXT.error, "");
+    if (readError) {
+      if (parts.length) parts.push("\n");
+      parts.push("progress file unreadable: ", isolated(readError), " (showing the last good state)");
+    }
+    alert.hidden = parts.length === 0;
+    alert.replaceChildren(...parts);
     alert.className = failed ? ended : "warn";
   }
 
-  // --- the loss chart ------------------------------------------------------------------------
+  // --- the loss chart (loss-chart.js) --------------------------------------------------------
 
-  function addEntries(entries, reset) {
-    if (reset) points = new Map();
-    for (const entry of entries) {
-      if (typeof entry.step !== "number") continue;
-      const point = points.get(entry.step) || [null, null];
-      if (typeof entry.loss === "number") point[0] = entry.loss;
-      if (typeof entry.eval_loss === "number") point[1] = entry.eval_loss;
-      if (point[0] !== null || point[1] !== null) points.set(entry.step, point);
-    }
-    drawChart();
+  function drawChart(draw) {
+    guard("the loss chart", draw);
   }
 
-  function chartData() {
-    const steps = [...points.keys()].sort((a, b) => a - b);
-    return [steps, steps.map((s) => points.get(s)[0]), steps.map((s) => points.get(s)[1])];
-  }
-
-  function lastIndex(values) {
-    for (let i = values.length - 1; i >= 0; i--) if (values[i] !== null && values[i] !== undefined) return i;
-    return null;
-  }
-
-  /** Off the chart, the legend shows each series' latest value (uPlot shows "--" there). */
-  function showLatest(u) {
-    if (u.cursor.idx !== null && u.cursor.idx !== undefined) return;
-    u.setLegend({ idxs: u.data.map(lastIndex) }, false);
-  }
-
-  // Steps are whole numbers: ticks every 1, 2, 5, 10... steps, never between two.
-  const STEP_INCRS = [];
-  for (let power = 1; power <= 1e12; power *= 10) STEP_INCRS.push(power, 2 * power, 5 * power);
-
-  /** One step: whole steps around it (uPlot would span 0 to twice the step); else as given. */
-  function stepRange(u, min, max) {
-    const steps = u.data[0];
-    if (steps.length === 0) return [0, 10];
-    if (steps.length > 1) return [min, max];
-    const pad = Math.max(1, Math.round(Math.abs(steps[0]) * 0.1));
-    return steps[0] >= 0 && steps[0] < pad ? [0, 2 * pad] : [steps[0] - pad, steps[0] + pad];
-  }
-
-  function lossRange(u, min, max) {
-    if (min === null || max === null) return [0, 1];
-    if (min !== max) return uPlot.rangeNum(min, max, 0.1, true);
-    const pad = Math.abs(min) * 0.1 || 1;
-    return [min - pad, max + pad];
-  }
-
-  /** Tick labels, also kept on the chart element: the canvas holds them only as pixels. */
-  function tickLabels(name) {
-    return (u, splits, axis, space, incr) => {
-      const decimals = Math.max(0, -Math.floor(Math.log10(incr)));
-      const labels = splits.map((v) => (v === null ? "" : v.toFixed(decimals)));
-      $("chart").dataset[name] = labels.join(" ");
-      return labels;
-    };
-  }
-
-  const legendValue = (u, value) => (value === null || value === undefined ? "–" : fmt.number(value));
-
-  function chartWidth() {
-    return Math.max(280, $("chart").clientWidth - 16);
-  }
-
-  function drawChart() {
-    const element = $("chart");
-    const data = chartData();
-    element.dataset.points = String(data[0].length);
-    if (!plot) {
-      plot = new uPlot(
-        {
-          width: chartWidth(),
-          height: 280,
-          scales: { x: { time: false, range: stepRange }, y: { range: lossRange } },
-          axes: [
-            { label: "step", incrs: STEP_INCRS, values: tickLabels("xTicks") },
-            { label: "loss", values: tickLabels("yTicks") },
-          ],
-          series: [
-            { label: "step", value: (u, value) => (value === null || value === undefined ? "–" : String(value)) },
-            { label: "loss", stroke: "#2f6fde", width: 2, spanGaps: true, value: legendValue },
-            { label: "eval loss", stroke: "#c2410c", width: 2, spanGaps: true, points: { show: true }, value: legendValue },
-          ],
-          hooks: { setLegend: [showLatest] },
-        },
-        data,
-        element,
-      );
-    } else {
-      if (plot.width !== chartWidth()) plot.setSize({ width: chartWidth(), height: 280 });
-      plot.setData(data);
-    }
-    showLatest(plot);
-  }
-
-  window.addEventListener("resize", () => {
-    if (plot) plot.setSize({ width: chartWidth(), height: 280 });
-  });
+  window.addEventListener("resize", () => drawChart(() => chart.resize()));
 
   function route() {
     const id = currentJob();

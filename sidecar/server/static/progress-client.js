@@ -37,19 +37,31 @@
   // An epoch a `since` can carry back (the server refuses others with 4400, for good).
   const EPOCH = /^[0-9A-Za-z_-]{1,64}$/;
 
+  // Sets an own member, whatever its name: a plain assignment of "__proto__" (a key any
+  // progress.json may hold) would replace the object's prototype instead.
+  function put(object, key, value) {
+    Object.defineProperty(object, key, { value, enumerable: true, writable: true, configurable: true });
+  }
+
+  function copy(object) {
+    const result = {};
+    for (const [key, value] of Object.entries(object)) put(result, key, value);
+    return result;
+  }
+
   function mergePatch(target, patch) {
     if (patch === null || typeof patch !== "object" || Array.isArray(patch)) return patch;
     const isObject = target !== null && typeof target === "object" && !Array.isArray(target);
-    const result = isObject ? Object.assign({}, target) : {};
+    const result = isObject ? copy(target) : {};
     for (const [key, value] of Object.entries(patch)) {
       if (value === null) delete result[key];
-      else result[key] = mergePatch(result[key], value);
+      else put(result, key, mergePatch(Object.hasOwn(result, key) ? result[key] : undefined, value));
     }
     return result;
   }
 
   function withoutEnvelope(message) {
-    const fields = Object.assign({}, message);
+    const fields = copy(message);
     for (const key of ENVELOPE_KEYS) delete fields[key];
     return fields;
   }
