@@ -33,6 +33,8 @@ from benchmarks import (
     latency,
     legacy,
     loops,
+    many_jobs,
+    memory,
     startup,
 )
 from benchmarks.common import machine, run_info
@@ -48,9 +50,11 @@ SCENARIOS = {
     "intervals": intervals,
     "cluster": cluster,
     "event_loops": loops,
+    "many_jobs": many_jobs,
+    "memory": memory,
 }
-# redis-server (and the cluster extra); 6 minutes; 4 minutes.
-NOT_IN_ALL = {"cluster", "intervals", "event_loops"}
+# redis-server (and the cluster extra); 6 minutes; 4 minutes; 3 minutes.
+NOT_IN_ALL = {"cluster", "intervals", "event_loops", "many_jobs"}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -58,8 +62,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--all",
         action="store_true",
-        help="run every scenario but --cluster (it needs redis-server), --intervals (6 min) and "
-        "--event-loops (4 min)",
+        help="run every scenario but --cluster (it needs redis-server), --intervals (6 min), "
+        "--event-loops (4 min) and --many-jobs (100,000 directories, 3 min)",
     )
     for name, module in SCENARIOS.items():
         parser.add_argument(
@@ -77,6 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--fanout-load", metavar="SPEC", help=argparse.SUPPRESS)
     parser.add_argument("--fanout-writer", metavar="SPEC", help=argparse.SUPPRESS)
     parser.add_argument("--cluster-worker", metavar="SPEC", help=argparse.SUPPRESS)
+    parser.add_argument("--many-jobs-probe", metavar="SPEC", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.legacy_server:
         asyncio.run(legacy.serve(Path(args.legacy_server)))
@@ -90,13 +95,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.cluster_worker:
         cluster.worker(args.cluster_worker)
         return 0
+    if args.many_jobs_probe:
+        many_jobs.probe(args.many_jobs_probe)
+        return 0
     chosen = [
         name for name in SCENARIOS if (args.all and name not in NOT_IN_ALL) or getattr(args, name)
     ]
     if not chosen:
         parser.error(
             "choose scenarios (--latency, --fanout, --idle, --bytes, --startup, --history-flood, "
-            "--intervals, --cluster, --event-loops) or --all"
+            "--intervals, --cluster, --event-loops, --memory, --many-jobs) or --all"
         )
     args.out.mkdir(parents=True, exist_ok=True)
     print(f"machine: {machine()}\n")
@@ -137,6 +145,14 @@ def _options(name: str, quick: bool) -> dict[str, Any]:
         "idle": {"seconds": 3},
         "bytes": {"steps": 40, "interval": 0.05},
         "startup": {"rounds": 1},
+        "many_jobs": {
+            "jobs": 2000,
+            "files": 20,
+            "rest_seconds": 2,
+            "settle_seconds": 1,
+            "rounds": 1,
+        },
+        "memory": {"rewrite_count": 10, "history_jobs": 10, "history_lines": 1000},
         "history_flood": {"append_mb": 10, "file_mb": 20, "rounds": 1, "baseline_seconds": 1},
         "intervals": {"plan": ((0.05, 1, 2), (0.5, 2, 3))},
         "event_loops": {

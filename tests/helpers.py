@@ -191,11 +191,24 @@ async def raw_get(
             payload = await asyncio.wait_for(reader.readexactly(frame[1] & 0x7F), DEADLINE)
             return RawResponse(status, head, payload, int.from_bytes(payload[:2], "big"))
         length = re.search(rb"(?im)^content-length:\s*(\d+)", head)
-        read = reader.readexactly(int(length.group(1))) if length else reader.read()
+        if re.search(rb"(?im)^transfer-encoding:\s*chunked", head):
+            read = _read_chunked(reader)
+        else:
+            read = reader.readexactly(int(length.group(1))) if length else reader.read()
         body = await asyncio.wait_for(read, DEADLINE)
         return RawResponse(status, head, body, None)
     finally:
         writer.close()
+
+
+async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
+    """A chunked body (a streamed response: GET /api/jobs), without its framing."""
+    chunks = []
+    while size := int((await reader.readuntil(b"\r\n")).split(b";")[0], 16):
+        chunks.append(await reader.readexactly(size))
+        await reader.readexactly(2)
+    await reader.readuntil(b"\r\n")
+    return b"".join(chunks)
 
 
 async def spawn_sidecar(

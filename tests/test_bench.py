@@ -135,3 +135,38 @@ def test_fanout_scenario_reports_both_shapes_and_the_terminal_tick(tmp_path: Pat
             assert phase["close_after_final_ms"]["n"] == report["clients"], name
     for target in report["targets"]:
         assert f"target {target}:" in result.stdout
+
+
+def test_memory_scenario_runs_and_reports_every_figure(tmp_path: Path) -> None:
+    """Both phases run against a real sidecar; RSS and the budgets' gauges are reported."""
+    result = run_quick("memory", tmp_path)
+    report = json.loads((tmp_path / "memory.json").read_text())
+    assert report["commit"] and report["date"] and report["cores"] >= 1
+    for phase in ("rewrites", "histories"):
+        rss = report[phase]["rss_mb"]
+        assert rss["before"] > 0 and rss["peak"] >= rss["before"]
+    assert report["rewrites"]["resume_bytes_held"] > 0
+    assert report["histories"]["history_bytes_held"]["released"] == 0
+    assert len(report["targets"]) == 3
+    for target in report["targets"]:
+        assert f"target {target}:" in result.stdout
+
+
+def test_many_jobs_scenario_runs_and_reports_every_target(tmp_path: Path) -> None:
+    """2,000 jobs (quick): start-up, rest, and the stall another client sees during each big
+    listing and snapshot; every listing, page and snapshot holds every job."""
+    result = run_quick("many-jobs", tmp_path)
+    report = json.loads((tmp_path / "many_jobs.json").read_text())
+    assert report["commit"] and report["cores"] and report["jobs"] == 2000
+    assert report["ready_seconds"] > 0 and report["rest"]["rss_mb"] > 0
+    assert set(report["stall_ms"]) == {
+        "quiet",
+        "GET /api/jobs",
+        "GET /api/jobs?limit=1000, every page",
+        "1 dashboard on /ws/jobs",
+        "3 dashboards at once",
+    }
+    assert report["stall_ms"]["quiet"]["probe_requests"] > 0
+    assert report["targets"]["every job listed, every page, every snapshot"] == "ok"
+    for target in report["targets"]:
+        assert f"target {target}:" in result.stdout

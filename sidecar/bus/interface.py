@@ -4,7 +4,10 @@ extra: a single sidecar runs without it)."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Protocol
+
+from sidecar.core.events import GuardedSink
 
 
 class BusConfigError(RuntimeError):
@@ -23,10 +26,25 @@ class Bus(Protocol):
         """Set once every job of the cluster has been read, or the bus found unreachable."""
         ...
 
+    @property
+    def sink(self) -> GuardedSink:
+        """Where the bus hands its events to the hub (it counts those the hub refused)."""
+        ...
+
+    @property
+    def dropped(self) -> int:
+        """Entries read from the bus and dropped as not its protocol's."""
+        ...
+
     def nodes(self) -> dict[str, float]:
         """Seconds since each known node was last heard from."""
         ...
 
-    async def run(self) -> None:
-        """Read (and publish) until cancelled."""
+    def parts(self) -> dict[str, Callable[[], Awaitable[None]]]:
+        """The background tasks that read (and publish), by name: each runs until cancelled,
+        and may be started again after it fails."""
+        ...
+
+    async def close(self) -> None:
+        """Once the parts have stopped: leave the cluster and close the connections."""
         ...

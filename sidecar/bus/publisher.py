@@ -20,6 +20,7 @@ import redis.asyncio as aioredis
 from sidecar.bus import wire
 from sidecar.bus.defaults import FINISHED_TTL, HEARTBEAT_INTERVAL, RUNNING_TTL, STREAM_LENGTH
 from sidecar.bus.link import FAILURES, WRITING, Backoff, Link
+from sidecar.core.contract import is_valid_job_id
 from sidecar.core.hub import JobHub, JobsWatch
 from sidecar.core.state import JobState
 
@@ -79,7 +80,7 @@ class Publisher:
                 self._republish = True  # Redis is new or was emptied: tell it everything
                 if self._watch is not None:
                     self._watch.wake.set()
-            elif before.decode() != self.hub.epoch and announced and not said_twin:
+            elif before != self.hub.epoch.encode() and announced and not said_twin:
                 # (Before this process's first announcement, it is its predecessor's.)
                 logger.warning(
                     "another sidecar announces itself as node %s: node names must be unique",
@@ -103,7 +104,9 @@ class Publisher:
         watch = self._watch = self.hub.watch_all()
         assert watch.history_changed is not None
         states: set[str] = set()
-        histories: set[str] = set()
+        # Started again after a failure: what is new of the histories already published (the
+        # watch brings every job's state anew).
+        histories: set[str] = set(self._cursors)
         backoff = Backoff()
         try:
             while True:
@@ -140,8 +143,9 @@ class Publisher:
         prefix = wire.job_key(self.node, "")
         known: set[str] = set()
         async for key in self.redis.scan_iter(match=prefix + "*", count=1000):
-            known.add(key.decode().removeprefix(prefix))
-        stale = {job_id for job_id in known if self._own(job_id) is None}
+            known.add(key.decode(errors="replace").removeprefix(prefix))
+        # Only ids that could be jobs: any program may write keys that match the pattern.
+        stale = {j for j in known if is_valid_job_id(j) and self._own(j) is None}
         self._published |= stale
         return stale
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import AsyncIterator
 from typing import Any, Final
@@ -22,7 +23,15 @@ from redis.exceptions import ResponseError
 from sidecar.bus import wire
 from sidecar.bus.defaults import HEARTBEAT_INTERVAL
 from sidecar.bus.link import FAILURES, READING, Backoff, Link
-from sidecar.core.events import Event, HistoryLines, JobGone, JobPublished, NodeBack, NodeLost
+from sidecar.core.events import (
+    Event,
+    GuardedSink,
+    HistoryLines,
+    JobGone,
+    JobPublished,
+    NodeBack,
+    NodeLost,
+)
 from sidecar.core.hub import JobHub
 
 logger = logging.getLogger(__name__)
@@ -32,6 +41,8 @@ TRIMMED: Final = "trimmed"
 READ_BLOCK_MS: Final = 1000
 READ_COUNT: Final = 1000
 MGET_BATCH: Final = 500
+DROP_LOG_INTERVAL: Final = 10.0
+"""Seconds between two log lines about entries dropped as not this protocol's."""
 ANNOUNCE_GRACE: Final = 4 * HEARTBEAT_INTERVAL
 """Seconds a node that has jobs in Redis but no announcement there has to announce itself."""
 
@@ -55,7 +66,10 @@ class Reader:
         self._held: dict[str, list[wire.History]] = {}
         self.fetches: set[asyncio.Task[None]] = set()
         self._run_id: str | None = None
-        self._failed_kinds: set[str] = set()
+        self.sink = GuardedSink(hub.apply, source="bus")
+        self.dropped = 0
+        """Entries dropped as not this protocol's (the whole message, or a history entry)."""
+        self._drops_said = -math.inf  # when the last line about drops was logged
 
     def forgive_silence(self) -> None:
         """Redis answers again: silence while it did not is not the nodes' fault."""
@@ -128,7 +142,7 @@ class Reader:
         # The jobs before the announcements: a node that starts between the two reads is then
         # alive in what is read, never a node with jobs and no announcement.
         keys = [k async for k in self._scan(wire.JOB_PATTERN)]
-        alive = {wire.node_of_key(k) async for k in self._scan(wire.NODE_PATTERN)}
+        alive = {node async for k in self._scan(wire.NODE_PATTERN) if (node := wire.node_of_key(k))}
         nodes: set[str] = set()
         found: set[str] = set()
         for start in range(0, len(keys), MGET_BATCH):
@@ -164,7 +178,16 @@ class Reader:
         try:
             return wire.decode(data)
         except wire.BadMessage as e:
-            logger.warning("bus: ignored a message that is not this protocol's: %s", e)
+            self.dropped += 1
+            now = time.monotonic()
+            if now - self._drops_said >= DROP_LOG_INTERVAL:
+                # One line a while: whoever writes bad entries must not fill the log.
+                logger.warning(
+                    "bus: ignored a message that is not this protocol's: %s (%d dropped in all)",
+                    e,
+                    self.dropped,
+                )
+                self._drops_said = now
             return None
 
     def _receive(self, data: bytes | None) -> None:
@@ -188,14 +211,8 @@ class Reader:
             self._take_history(message)
 
     def _apply(self, event: Event) -> None:
-        """Hand an event to the hub; one it cannot take is logged (once a kind), not fatal."""
-        try:
-            self.hub.apply(event)
-        except Exception:
-            kind = type(event).__name__
-            if kind not in self._failed_kinds:
-                self._failed_kinds.add(kind)
-                logger.exception("bus: %s of node %s not taken", kind, event.origin)
+        """Hand an event to the hub; one it cannot take is logged and counted, not fatal."""
+        self.sink(event)
 
     async def watch_nodes(self) -> None:
         """Tell the hub of each node silent for the node timeout, until cancelled."""
@@ -223,6 +240,12 @@ class Reader:
         if state is not None and state.node != self.node and job_id not in self._marks:
             self._fetch_history(job_id)
 
+    def history_unwanted(self, job_id: str) -> None:
+        """Nobody here wants a job's history any more: its entries in the stream are ignored
+        from now on (the next want reads it from Redis again)."""
+        self._marks.pop(job_id, None)
+        self._held.pop(job_id, None)
+
     def _fetch_history(self, job_id: str) -> None:
         """Read a job's whole history (again); what the stream brings meanwhile is held."""
         if job_id in self._marks and self._marks[job_id] is None:
@@ -230,7 +253,18 @@ class Reader:
         self._marks[job_id] = None
         task = asyncio.create_task(self._read_history(job_id), name=f"bus-history-{job_id}")
         self.fetches.add(task)
-        task.add_done_callback(self.fetches.discard)
+        task.add_done_callback(self._fetched)
+
+    def _fetched(self, task: asyncio.Task[None]) -> None:
+        self.fetches.discard(task)
+        if task.cancelled() or (error := task.exception()) is None:
+            return
+        job_id = task.get_name().removeprefix("bus-history-")
+        # The next want reads it again: a failed read must not leave it "under way" for ever.
+        self._marks.pop(job_id, None)
+        self._held.pop(job_id, None)
+        self.hub.history_interest.forget(job_id)
+        logger.error("bus: reading the history of job %s failed", job_id, exc_info=error)
 
     async def _read_history(self, job_id: str) -> None:
         backoff = Backoff()
@@ -239,19 +273,29 @@ class Reader:
             try:
                 async with self.redis.pipeline(transaction=True) as pipe:
                     pipe.get(wire.history_mark_key(node, job_id))
-                    pipe.lrange(wire.history_key(node, job_id), 0, -1)
+                    pipe.lrange(wire.history_key(node, job_id), -self.hub.max_history, -1)
                     raw_mark, entries = await pipe.execute()
             except FAILURES as e:
                 logger.debug("bus: history of job %s not read yet: %s", job_id, e)
                 await asyncio.sleep(backoff.next())
                 continue
+            if job_id not in self._marks:
+                return  # nobody wants it any more
             try:
                 mark = wire.HistoryMark.decode(raw_mark) if raw_mark else None
             except wire.BadMessage as e:
                 logger.warning("bus: job %s: %s; its history starts over", job_id, e)
                 mark = None
             self._marks[job_id] = mark or wire.HistoryMark("0", 0, 0)
-            self._apply(HistoryLines(node, job_id, tuple(entries), reset=True, loaded=True))
+            good, dropped = wire.history_entries(entries)
+            if dropped:
+                self.dropped += dropped
+                logger.warning(
+                    "bus: job %s: %d history entries in Redis are not json objects; dropped",
+                    job_id,
+                    dropped,
+                )
+            self._apply(HistoryLines(node, job_id, good, reset=True, loaded=True))
             for message in self._held.pop(job_id, []):
                 self._take_history(message)
             return

@@ -11,11 +11,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Awaitable, Callable
 
 from sidecar.bus.defaults import FINISHED_TTL, NODE_TIMEOUT, STREAM_LENGTH
 from sidecar.bus.link import FAILURES, Link, connect
 from sidecar.bus.publisher import Publisher
 from sidecar.bus.reader import Reader
+from sidecar.core.events import GuardedSink
 from sidecar.core.hub import JobHub
 
 LEAVE_TIMEOUT = 1.0
@@ -57,11 +59,21 @@ class RedisBus:
             stream_length=stream_length,
             finished_ttl=finished_ttl,
         )
-        hub.history_interest.listen(self.reader.history_wanted)
+        hub.history_interest.listen(
+            self.reader.history_wanted, unwanted=self.reader.history_unwanted
+        )
 
     @property
     def up(self) -> bool:
         return self.link.up
+
+    @property
+    def sink(self) -> GuardedSink:
+        return self.reader.sink
+
+    @property
+    def dropped(self) -> int:
+        return self.reader.dropped
 
     @property
     def ready(self) -> asyncio.Event:
@@ -76,21 +88,38 @@ class RedisBus:
             seen[self.node] = 0.0
         return seen
 
-    async def run(self) -> None:
-        """Read (and publish) until cancelled."""
-        work = [self.reader.run(), self.reader.watch_nodes()]
+    def parts(self) -> dict[str, Callable[[], Awaitable[None]]]:
+        """The bus's background tasks by name, each to run until cancelled (and to be started
+        again if it fails: each starts from what it knows)."""
+        parts: dict[str, Callable[[], Awaitable[None]]] = {
+            "bus-reader": self.reader.run,
+            "bus-node-watch": self.reader.watch_nodes,
+        }
         if self.publishes:
-            work += [self.publisher.run(), self.publisher.announce()]
-        tasks = [asyncio.create_task(w) for w in work]
+            parts |= {"bus-publisher": self.publisher.run, "bus-announcer": self.publisher.announce}
+        return parts
+
+    async def close(self) -> None:
+        """Once the parts have stopped: say this node leaves, and close the connections."""
+        fetches = list(self.reader.fetches)
+        for task in fetches:
+            task.cancel()
+        await asyncio.gather(*fetches, return_exceptions=True)
+        if self.publishes and self.link.up:
+            with contextlib.suppress(*FAILURES, TimeoutError):
+                await asyncio.wait_for(self.publisher.leave(), LEAVE_TIMEOUT)
+        for client in self._clients:
+            with contextlib.suppress(*FAILURES):
+                await client.aclose()
+
+    async def run(self) -> None:
+        """Every part at once, unsupervised, until cancelled; then ``close`` (for tests and
+        scripts: the server supervises the parts one by one)."""
+        tasks = [asyncio.ensure_future(work()) for work in self.parts().values()]
         try:
             await asyncio.gather(*tasks)
         finally:
-            for task in [*tasks, *self.reader.fetches]:
+            for task in tasks:
                 task.cancel()
-            await asyncio.gather(*tasks, *self.reader.fetches, return_exceptions=True)
-            if self.publishes and self.link.up:
-                with contextlib.suppress(*FAILURES, TimeoutError):
-                    await asyncio.wait_for(self.publisher.leave(), LEAVE_TIMEOUT)
-            for client in self._clients:
-                with contextlib.suppress(*FAILURES):
-                    await client.aclose()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await self.close()

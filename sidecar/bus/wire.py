@@ -11,10 +11,17 @@ they would all live on one shard.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
 
 from sidecar.core.argtypes import is_node_name
-from sidecar.core.codec import JSONObject, decode_document, encode, encode_with_list
-from sidecar.core.contract import is_valid_job_id
+from sidecar.core.codec import (
+    JSONObject,
+    decode_document,
+    decode_entry,
+    encode,
+    encode_with_list,
+)
+from sidecar.core.contract import clamp_time, is_valid_job_id
 from sidecar.core.events import HistoryLines, JobGone, JobPublished
 from sidecar.core.protocol import is_epoch
 from sidecar.core.state import JobState
@@ -49,9 +56,28 @@ def node_key(node: str) -> str:
     return f"{PREFIX}node:{node}"
 
 
-def node_of_key(key: bytes | str) -> str:
-    text = key.decode() if isinstance(key, bytes) else key
-    return text.removeprefix(PREFIX + "node:")
+def node_of_key(key: bytes | str) -> str | None:
+    """The node an announcement's key names; None when it names none (any program may write
+    keys that match the pattern)."""
+    text = key.decode(errors="replace") if isinstance(key, bytes) else key
+    node = text.removeprefix(PREFIX + "node:")
+    return node if is_node_name(node) else None
+
+
+MAX_TEXT: Final = 1000
+"""The longest reason (``stall_reason``, ``read_error``) an entry may carry, in characters."""
+
+
+def history_entries(items: list[bytes]) -> tuple[tuple[bytes, ...], int]:
+    """A history list as Redis holds it, each entry checked and encoded again
+    (``decode_entry``); returns the good entries and how many were dropped."""
+    entries = []
+    for item in items:
+        try:
+            entries.append(decode_entry(item))
+        except ValueError:
+            continue
+    return tuple(entries), len(items) - len(entries)
 
 
 def state_message(state: JobState, epoch: str, seq: int) -> bytes:
@@ -181,20 +207,20 @@ def decode(data: bytes) -> Message:
     except (ValueError, KeyError, TypeError) as e:
         if isinstance(e, BadMessage):
             raise
-        raise BadMessage(f"{type(e).__name__}: {e}") from None
+        raise BadMessage(f"{type(e).__name__}: {_short(str(e))}") from None
 
 
 def _message(message: JSONObject) -> Message:
     kind, node = message["kind"], message["node"]
     if not isinstance(node, str) or not is_node_name(node):
-        raise BadMessage(f"invalid node {node!r}")
+        raise BadMessage(f"invalid node {_short(node)}")
     if kind == HEARTBEAT:
         return Heartbeat(node, _epoch(message["epoch"]))
     if kind == LEAVE:
         return Leave(node)
     job_id = message["job_id"]
     if not isinstance(job_id, str) or not is_valid_job_id(job_id):
-        raise BadMessage(f"invalid job id {job_id!r}")
+        raise BadMessage(f"invalid job id {_short(job_id)}")
     if kind == GONE:
         return JobGone(node, job_id)
     if kind == STATE:
@@ -206,7 +232,7 @@ def _message(message: JSONObject) -> Message:
         state = JobState(
             job_id,
             document,
-            float(modified_at),
+            clamp_time(float(modified_at)),
             has_file=message["has_file"] is True,
             stall_reason=_text_or_none(message.get("stall_reason")),
             read_error=_text_or_none(message.get("read_error")),
@@ -223,25 +249,33 @@ def _message(message: JSONObject) -> Message:
         )
         encoded = tuple(encode(entry) for entry in entries)
         return History(node, job_id, encoded, mark, message["reset"] is True)
-    raise BadMessage(f"unknown kind {kind!r}")
+    raise BadMessage(f"unknown kind {_short(kind)}")
 
 
 def _epoch(value: object) -> str:
     if not isinstance(value, str) or not is_epoch(value):
-        raise BadMessage(f"invalid epoch {value!r}")
+        raise BadMessage(f"invalid epoch {_short(value)}")
     return value
 
 
 def _count(value: object) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise BadMessage(f"not a count: {value!r}")
+        raise BadMessage(f"not a count: {_short(value)}")
     return value
 
 
 def _text_or_none(value: object) -> str | None:
     if value is not None and not isinstance(value, str):
-        raise BadMessage(f"not a string: {value!r}")
+        raise BadMessage(f"not a string: {_short(value)}")
+    if value is not None and len(value) > MAX_TEXT:
+        raise BadMessage(f"a reason of {len(value)} characters (at most {MAX_TEXT})")
     return value
+
+
+def _short(value: object) -> str:
+    """``repr(value)`` cut to a log line's worth."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def parse_entry_id(entry_id: bytes | str) -> tuple[int, int]:

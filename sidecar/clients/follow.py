@@ -7,7 +7,6 @@ async for state in follow_job("http://127.0.0.1:8765", "job_abc123"):
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import random
@@ -19,7 +18,7 @@ from urllib.parse import quote, urlencode
 import aiohttp
 from yarl import URL
 
-from sidecar.core.codec import JSONObject
+from sidecar.core.codec import JSONObject, decode_document
 from sidecar.core.patch import apply_merge_patch
 from sidecar.core.protocol import (
     ENVELOPE_KEYS,
@@ -268,7 +267,8 @@ async def follow_job(
                         if message.type != aiohttp.WSMsgType.TEXT:
                             continue
                         try:
-                            data = json.loads(message.data)
+                            # What a server sends is from outside too: the same boundary.
+                            data = decode_document(message.data.encode())
                         except ValueError as e:
                             raise FollowError(f"not a progress-sidecar stream: {e}") from e
                         if not isinstance(data, dict):

@@ -34,9 +34,23 @@ def is_terminal(status: Any) -> bool:
     return isinstance(status, str) and status.lower() in TERMINAL_STATUSES
 
 
+EARLIEST_TIME: Final = 0.0
+LATEST_TIME: Final = 253_402_300_799.0
+"""The times a timestamp can show: 1970-01-01T00:00:00Z to 9999-12-31T23:59:59Z."""
+
+
+def clamp_time(epoch_seconds: float) -> float:
+    """A POSIX time from outside (a file's mtime, a bus entry) brought within the times a
+    timestamp can show; NaN becomes the earliest."""
+    if not epoch_seconds >= EARLIEST_TIME:  # NaN too
+        return EARLIEST_TIME
+    return min(epoch_seconds, LATEST_TIME)
+
+
 def isoformat_utc(epoch_seconds: float) -> str:
-    """A timestamp as both sides write it: ``2025-11-06T12:30:00.123Z``."""
-    moment = datetime.fromtimestamp(epoch_seconds, UTC)
+    """A timestamp as both sides write it: ``2025-11-06T12:30:00.123Z`` (a time it cannot
+    show is clamped to 1970 or 9999)."""
+    moment = datetime.fromtimestamp(clamp_time(epoch_seconds), UTC)
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 

@@ -8,11 +8,14 @@ trainer's pid and host in its document).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sidecar.core.codec import JSONObject
 from sidecar.core.state import JobState
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,17 +99,62 @@ Sink = Callable[[Event], None]
 """Where a source hands its events (the hub's ``apply``)."""
 
 
+class GuardedSink:
+    """A sink that never raises into its source: an event the hub cannot take costs that
+    event only (logged with its traceback once per event kind and error, counted), and the
+    source goes on with the next.
+
+    Args:
+        sink: the hub's ``apply``.
+        source: the source's name, for the log.
+    """
+
+    def __init__(self, sink: Sink, *, source: str) -> None:
+        self._sink = sink
+        self.source = source
+        self.refused = 0
+        """Events the hub raised on."""
+        self._said: set[tuple[str, str]] = set()
+
+    def __call__(self, event: Event) -> None:
+        try:
+            self._sink(event)
+        except Exception as e:
+            self.refused += 1
+            key = (type(event).__name__, type(e).__name__)
+            job = getattr(event, "job_id", None)
+            if key not in self._said:
+                self._said.add(key)
+                logger.error(
+                    "%s: %s of %s not taken (%s); the source goes on",
+                    self.source,
+                    key[0],
+                    f"job {job}" if job is not None else f"node {event.origin}",
+                    type(e).__name__,
+                    exc_info=True,
+                )
+            else:
+                logger.debug("%s: %s of job %s not taken again", self.source, key[0], job)
+
+
 class HistoryInterest:
     """Which jobs' histories someone wants: the hub says so, sources listen. Histories nobody
-    wants are never read; the history itself comes back as ``HistoryLines`` events."""
+    wants are never read, and one nobody wants any more is no longer followed; the history
+    itself comes back as ``HistoryLines`` events."""
 
     def __init__(self) -> None:
         self._listeners: list[Callable[[str], None]] = []
+        self._unwanted_listeners: list[Callable[[str], None]] = []
         self.wanted: set[str] = set()
 
-    def listen(self, listener: Callable[[str], None]) -> None:
-        """Call ``listener(job_id)`` when a job's history is first wanted."""
+    def listen(
+        self, listener: Callable[[str], None], *, unwanted: Callable[[str], None] | None = None
+    ) -> None:
+        """Call ``listener(job_id)`` when a job's history is first wanted (or wanted again),
+        and ``unwanted(job_id)`` when nobody wants it any more: stop following it."""
         self._listeners.append(listener)
+        if unwanted is not None:
+            self._unwanted_listeners.append(unwanted)
 
     def want(self, job_id: str) -> None:
         if job_id in self.wanted:
@@ -118,3 +166,12 @@ class HistoryInterest:
     def forget(self, job_id: str) -> None:
         """The job is gone: wanting its history again starts over."""
         self.wanted.discard(job_id)
+
+    def unwant(self, job_id: str) -> None:
+        """Nobody wants the job's history any more (the hub released it): sources stop following
+        it, and wanting it again starts over, with a read of all of it."""
+        if job_id not in self.wanted:
+            return
+        self.wanted.discard(job_id)
+        for listener in self._unwanted_listeners:
+            listener(job_id)

@@ -8,6 +8,9 @@ DEFAULT_MAX_ENTRIES = 10_000
 MAX_BYTES = 16 << 20
 """The most bytes of entries one job's history keeps (the oldest go first), and so the most of a
 file's end worth reading when more lines wait than the history keeps."""
+ENTRY_OVERHEAD = 48
+"""Bytes an entry costs beyond its own: the bytes object's header and its slot in the deque
+(measured with tracemalloc: about 41)."""
 
 
 class HistoryLog:
@@ -44,6 +47,17 @@ class HistoryLog:
         self.total = 0
         self.generation += 1
         self.extend(entries)
+
+    @property
+    def footprint(self) -> int:
+        """About what the entries kept take in memory: their bytes and their bookkeeping."""
+        return self.size + len(self.entries) * ENTRY_OVERHEAD
+
+    def trim(self, footprint: int) -> None:
+        """Drop the oldest entries until the rest take ``footprint`` at most (``total`` and
+        ``generation`` stay: a reader's place in the history still holds)."""
+        while self.entries and self.footprint > footprint:
+            self.size -= len(self.entries.popleft())
 
     def since(self, seen: int) -> list[bytes]:
         """The entries after the first ``seen`` of this generation (all that are kept, if fewer)."""

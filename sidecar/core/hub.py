@@ -33,10 +33,25 @@ from sidecar.core.events import (
     NodeBack,
     NodeLost,
 )
+from sidecar.core.history_budget import HISTORY_BYTES, HISTORY_GRACE, HistoryBudget
 from sidecar.core.history_log import DEFAULT_MAX_ENTRIES, HistoryLog
+from sidecar.core.job_index import JobIndex
+from sidecar.core.kept_versions import (
+    RESUME_BYTES,
+    RESUME_BYTES_PER_JOB,
+    RESUME_DEPTH,
+    KeptVersions,
+)
+from sidecar.core.listing import encoded_summary
 from sidecar.core.patch import json_equal
-from sidecar.core.state import NODE_LOST, PROCESS_EXITED, JobState, with_stall
-from sidecar.core.subscription import RESUME_DEPTH, Channel, JobsWatch, Subscription
+from sidecar.core.state import (
+    NODE_LOST,
+    PENDING_DOCUMENT,
+    PROCESS_EXITED,
+    JobState,
+    with_stall,
+)
+from sidecar.core.subscription import Channel, JobsWatch, Subscription
 from sidecar.core.version import DirectSend, Version, VersionId, new_epoch
 
 __all__ = [
@@ -82,8 +97,12 @@ class JobHub:
         max_clients_per_address: subscriptions allowed on one job from one address, so that
             one client cannot take a job's whole quota.
         max_history: history entries kept per job (the oldest go first).
+        history_bytes: what the histories held weigh in all jobs together (``HistoryBudget``).
+        history_grace: seconds a history nobody follows is held after its last use.
+        resume_bytes_per_job: bytes of one job's versions kept to resume clients from.
+        resume_bytes: bytes of the versions kept in all jobs together (``KeptVersions``).
         stall_after: seconds without a change after which a running job is stalled.
-        clock: POSIX time, for the stall rule.
+        clock: POSIX time, for the stall rule and the histories' grace.
         node: this sidecar's node name: the jobs its own sources see are this node's.
         epoch: the numbering of this sidecar's versions (a fresh one by default).
     """
@@ -95,6 +114,10 @@ class JobHub:
         max_clients_per_job: int = MAX_CLIENTS_PER_JOB,
         max_clients_per_address: int = MAX_CLIENTS_PER_ADDRESS,
         max_history: int = DEFAULT_MAX_ENTRIES,
+        history_bytes: int = HISTORY_BYTES,
+        history_grace: float = HISTORY_GRACE,
+        resume_bytes_per_job: int = RESUME_BYTES_PER_JOB,
+        resume_bytes: int = RESUME_BYTES,
         stall_after: float = STALL_AFTER,
         clock: Callable[[], float] = time.time,
         node: str = "local",
@@ -110,6 +133,7 @@ class JobHub:
         self._jobs_watches: set[JobsWatch] = set()
         self._watch_addresses: collections.Counter[str | None] = collections.Counter()
         self._loaded: dict[str, asyncio.Event] = {}
+        self._index = JobIndex()
         self.max_clients = max_clients
         self.max_clients_per_job = max_clients_per_job
         self.max_clients_per_address = max_clients_per_address
@@ -121,6 +145,17 @@ class JobHub:
         self.history_interest = HistoryInterest()
         """Where sources learn whose history someone wants (histories nobody asks for cost
         nothing); they answer with ``HistoryLines`` events."""
+        self.histories = HistoryBudget(total_bytes=history_bytes, grace=history_grace)
+        """The histories held, on their budget."""
+        self._history_readers: collections.Counter[str] = collections.Counter()
+        """REST requests reading a job's history now."""
+        self._publishers = 0
+        """Watches of every job's history (``watch_all``: a cluster node's publisher)."""
+        # The current version is resumed from as it is: only the ones before it are kept.
+        self.kept_versions = KeptVersions(
+            depth=RESUME_DEPTH - 1, job_bytes=resume_bytes_per_job, total_bytes=resume_bytes
+        )
+        """The versions before the current ones, kept to resume clients from."""
 
     def __len__(self) -> int:
         return len(self._channels)
@@ -142,6 +177,26 @@ class JobHub:
 
     def states(self) -> Iterator[JobState]:
         return (channel.state for channel in self._channels.values())
+
+    def job_ids(self) -> list[str]:
+        """Every job id, sorted: a list never changed once returned (do not change it)."""
+        return self._index.ordered()
+
+    def listed(self, job_id: str) -> bytes | None:
+        """A job's summary in the jobs list, encoded (``encoded_summary``) once per state;
+        None for an unknown job."""
+        channel = self._channels.get(job_id)
+        if channel is None:
+            return None
+        if channel.listed is None or channel.listed_of is not channel.state:
+            channel.listed = encoded_summary(channel.state)
+            channel.listed_of = channel.state
+        return channel.listed
+
+    @property
+    def stall_candidates(self) -> frozenset[str]:
+        """The jobs a sweep looks at: this node's own, with a file, not complete."""
+        return frozenset(self._index.stall_candidates)
 
     def apply(self, event: Event) -> None:
         """Take one event from a source: the one way sources change the hub."""
@@ -186,14 +241,18 @@ class JobHub:
             return
         channel.published = None
         channel.history = None
+        self.histories.forget(job_id)
         self.history_interest.forget(job_id)
         if any(subscription.history for subscription in channel.subscribers):
             self.history(job_id)
 
     def _state_of(self, event: JobSeen) -> JobState:
+        document = event.document
+        if document is not PENDING_DOCUMENT:  # shared by every pending job, and null-free
+            document = drop_nulls(document)
         state = JobState(
             event.job_id,
-            drop_nulls(event.document),
+            document,
             event.modified_at,
             has_file=event.has_file,
             read_error=event.read_error,
@@ -215,7 +274,8 @@ class JobHub:
         )
 
     def sweep(self, *, process_alive: ProcessCheck | None = None) -> int:
-        """Apply the stall rule to every job now; returns how many changed.
+        """Apply the stall rule to every job it can change now (``stall_candidates``: a sweep
+        costs what they number, not what all jobs do); returns how many changed.
 
         Args:
             process_alive: checks whether a job's trainer process still runs (for the jobs
@@ -223,7 +283,8 @@ class JobHub:
         """
         now = self._clock()
         changed = []
-        for channel in self._channels.values():
+        for job_id in self._index.stall_candidates:
+            channel = self._channels[job_id]
             if channel.published is not None:
                 continue  # another node's job: its owner applies the rule
             state = channel.state
@@ -253,17 +314,19 @@ class JobHub:
         if channel is None:
             version = self._version(body, None, name)
             channel = self._channels[state.job_id] = Channel(state.job_id, state, version)
-            self._keep(channel, version)
+            self._index.added(state.job_id)
+            self._index.note(state.job_id, state, own=channel.published is None)
             self._touch(state.job_id)
             return
         channel.state = state
+        self._index.note(state.job_id, state, own=channel.published is None)
         if json_equal(channel.version.body, body) and (name is None or name == channel.version.id):
             return
         self._touch(state.job_id)
         previous = channel.version
         version = channel.version = self._version(body, previous, name)
         self.last_change = version.created  # made now (before ``arrived`` may replace it)
-        self._keep(channel, version)
+        self._keep(state.job_id, previous)
         if arrived is not None:
             version.created = arrived
         for subscription in channel.subscribers:
@@ -291,21 +354,24 @@ class JobHub:
         epoch, seq = name if name is not None else (self.epoch, next(self._seq))
         return Version(seq, body, previous, epoch=epoch)
 
-    @staticmethod
-    def _keep(channel: Channel, version: Version) -> None:
-        """Remember a version's body (encoded: a tenth of the memory) to resume clients from."""
-        channel.recent.append((version.id, encode(version.body)))
+    def _keep(self, job_id: str, version: Version) -> None:
+        """Remember a version the job just left (its body encoded: a tenth of the memory) to
+        resume clients from."""
+        self.kept_versions.keep(job_id, version.id, encode(version.body))
 
     def resume_base(self, job_id: str, since: VersionId) -> JSONObject | None:
-        """The body of the job's version ``since``, if it is one of the last ``RESUME_DEPTH``."""
+        """The body of the job's version ``since``: the current one, or one of the last
+        ``RESUME_DEPTH`` still within the byte budgets (``kept_versions``)."""
         channel = self._channels.get(job_id)
         if channel is None:
             return None
-        for name, body in reversed(channel.recent):
-            if name == since:
-                base: JSONObject = decode_document(body)
-                return base
-        return None
+        if channel.version.id == since:
+            return channel.version.body
+        body = self.kept_versions.find(job_id, since)
+        if body is None:
+            return None
+        base: JSONObject = decode_document(body)
+        return base
 
     def _put_published(self, event: JobPublished) -> None:
         channel = self._channels.get(event.job_id)
@@ -324,7 +390,9 @@ class JobHub:
             self.put(shown, name=(name[0] + LOST_SUFFIX, name[1]))
         else:
             self.put(state, name=name)
-        self._channels[state.job_id].published = (state, name)
+        channel = self._channels[state.job_id]
+        channel.published = (state, name)
+        self._index.note(state.job_id, channel.state, own=False)
 
     def _node_seen(self, node: str, *, lost: bool) -> None:
         if lost == (node in self._lost_nodes):
@@ -353,9 +421,13 @@ class JobHub:
     def remove(self, job_id: str) -> None:
         """Forget a job; its subscriptions see ``version`` None."""
         channel = self._channels.pop(job_id, None)
+        if channel is not None:
+            self._index.removed(job_id)
         self._conflicts = {c for c in self._conflicts if c[0] != job_id}
         self.history_interest.forget(job_id)
         self._loaded.pop(job_id, None)
+        self.histories.forget(job_id)
+        self.kept_versions.forget(job_id)
         if channel is None:
             return
         channel.removed = True
@@ -368,11 +440,14 @@ class JobHub:
         publisher), not a client: no limit applies. Stop with ``unwatch_jobs``."""
         watch = JobsWatch(self._channels, history=True)
         self._jobs_watches.add(watch)
+        self._publishers += 1
         return watch
 
     def watch_jobs(self, *, address: str | None = None) -> JobsWatch:
         """Follow every job's comings, goings and changes (the dashboard's list), from
         ``address`` (the list counts as one more job against ``max_clients_per_address``).
+        The watch holds what changes from now on: the client starts from every job
+        (``job_ids``), with no set of 100,000 ids made at each connection.
 
         Raises:
             TooManyClients: a client limit is reached.
@@ -381,7 +456,7 @@ class JobHub:
             raise TooManyClients(protocol.TOO_MANY_CLIENTS.reason)
         if address is not None and self._watch_addresses[address] >= self.max_clients_per_address:
             raise TooManyClients(protocol.TOO_MANY_JOBS_LIST_CLIENTS_FROM_ADDRESS.reason)
-        watch = JobsWatch(self._channels, address)
+        watch = JobsWatch((), address)
         self._jobs_watches.add(watch)
         self._clients += 1
         if address is not None:
@@ -392,6 +467,10 @@ class JobHub:
         if watch in self._jobs_watches:
             self._jobs_watches.remove(watch)
             if watch.history_changed is not None:
+                # The publisher followed every history of this node's jobs: their grace starts.
+                self._publishers -= 1
+                for job_id in list(self.history_interest.wanted):
+                    self.histories.used(job_id, self._clock())
                 return  # not a client
             self._clients -= 1
             _release(self._watch_addresses, watch.address)
@@ -402,40 +481,79 @@ class JobHub:
             watch.wake.set()
 
     def history(self, job_id: str) -> HistoryLog | None:
-        """A job's history as far as its source has sent it (asking for it, the first time);
-        None for an unknown job or one whose source has sent none yet."""
+        """A job's history as far as its source has sent it (asking for it, the first time, or
+        the first time since it was released); None for an unknown job or one whose source has
+        sent none yet. Each call is a use: a history is released only after ``history_grace``
+        seconds without one, and while nobody follows it."""
         channel = self._channels.get(job_id)
         if channel is None:
             return None
-        if channel.history is None:
+        self.histories.used(job_id, self._clock())
+        if job_id not in self.history_interest.wanted:  # (a source may have given it up)
             self._loaded.setdefault(job_id, asyncio.Event())
             self.history_interest.want(job_id)
         return channel.history
 
     async def loaded_history(self, job_id: str, *, timeout: float) -> HistoryLog | None:
         """A job's history once its source has read all the file held, or after ``timeout``
-        seconds as far as it got; None for an unknown job."""
-        self.history(job_id)
-        loaded = self._loaded.get(job_id)
-        if loaded is not None and not loaded.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(loaded.wait(), timeout)
-        return self.history(job_id)
+        seconds as far as it got; None for an unknown job. Followed meanwhile."""
+        self._history_readers[job_id] += 1
+        try:
+            self.history(job_id)
+            loaded = self._loaded.get(job_id)
+            if loaded is not None and not loaded.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(loaded.wait(), timeout)
+            return self.history(job_id)
+        finally:
+            self._history_readers[job_id] -= 1
+            if not self._history_readers[job_id]:
+                del self._history_readers[job_id]
+
+    def history_followed(self, job_id: str) -> bool:
+        """Whether someone follows a job's history now: a client that asked for it, a REST
+        request that reads it, or, on a cluster node, the publisher (every history of the
+        node's own jobs goes to the bus)."""
+        channel = self._channels.get(job_id)
+        if channel is None:
+            return False
+        if job_id in self._history_readers or any(s.history for s in channel.subscribers):
+            return True
+        own = channel.published is None and channel.state.node == self.node
+        return own and self._publishers > 0
+
+    def release_idle_histories(self) -> int:
+        """Release the histories nobody has followed for ``history_grace`` seconds; returns how
+        many. Their sources stop following them; the next want reads them again."""
+        released = self.histories.due(self._clock(), followed=self.history_followed)
+        for job_id in released:
+            self._release_history(job_id)
+        return len(released)
+
+    def _release_history(self, job_id: str) -> None:
+        """Let a job's history go (the budget has forgotten it already)."""
+        channel = self._channels.get(job_id)
+        if channel is not None:
+            channel.history = None
+        self._loaded.pop(job_id, None)
+        self.history_interest.unwant(job_id)
 
     def _extend_history(self, event: HistoryLines) -> None:
         channel = self._channels.get(event.job_id)
-        if channel is None:
-            return
+        if channel is None or event.job_id not in self.history_interest.wanted:
+            return  # nobody wants it (any more: released, and its source told so)
         if event.loaded:
             self._loaded.setdefault(event.job_id, asyncio.Event()).set()
         if channel.history is None:
             channel.history = HistoryLog(max_entries=self.max_history)
+            self.histories.hold(event.job_id, channel.history)
         if event.reset:
             channel.history.reset(list(event.entries))
         elif event.entries:
             channel.history.extend(list(event.entries))
         else:
             return
+        self.histories.changed(event.job_id)
         for subscription in channel.subscribers:
             if subscription.history:
                 subscription.wake()
@@ -443,6 +561,8 @@ class JobHub:
             if watch.history_changed is not None:
                 watch.history_changed.add(event.job_id)
                 watch.wake.set()
+        for job_id in self.histories.over_budget(followed=self.history_followed):
+            self._release_history(job_id)
 
     def subscribe(
         self,
@@ -474,18 +594,16 @@ class JobHub:
         subscription = Subscription(channel, full=full, history=history, address=address)
         if since is not None:
             subscription.resume_base = self.resume_base(job_id, since)
-        channel.subscribers.add(subscription)
-        if address is not None:
-            channel.addresses[address] += 1
+        channel.add_subscriber(subscription)
         self._clients += 1
         return subscription
 
     def unsubscribe(self, subscription: Subscription) -> None:
         channel = subscription._channel
-        if subscription in channel.subscribers:
-            channel.subscribers.remove(subscription)
+        if channel.remove_subscriber(subscription):
             self._clients -= 1
-            _release(channel.addresses, subscription.address)
+            if subscription.history and not channel.removed:
+                self.histories.used(channel.job_id, self._clock())  # its grace starts now
 
 
 def _release(counts: collections.Counter[str | None], address: str | None) -> None:

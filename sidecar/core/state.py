@@ -13,6 +13,8 @@ DERIVED_KEYS = ("node", "complete", "stalled", "stall_reason", "read_error")
 """Keys the sidecar sets; the same keys in a progress file are dropped."""
 
 PENDING_DOCUMENT: JSONObject = {"status": "pending"}
+"""The document of a job without a file; shared (the file source hands this very dict for
+every pending job it finds), so never changed."""
 
 SUMMARY_KEYS = ("current_step", "total_steps", "loss", "eval_loss", "eta_seconds", "error")
 """Keys of the file that the jobs list shows too, when the file has them."""

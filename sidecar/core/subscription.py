@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import collections
+from collections.abc import Mapping
+from collections.abc import Set as AbstractSet
 from typing import TYPE_CHECKING
 
 from sidecar.core.codec import JSONObject
@@ -102,17 +104,14 @@ class JobsWatch:
         return changed
 
 
-RESUME_DEPTH = 100
-"""Versions of a job kept to resume a client from (``?since=EPOCH:SEQ``)."""
-
-
 class Channel:
     __slots__ = (
         "addresses",
         "history",
         "job_id",
+        "listed",
+        "listed_of",
         "published",
-        "recent",
         "removed",
         "state",
         "subscribers",
@@ -123,14 +122,51 @@ class Channel:
         self.job_id = job_id
         self.state = state
         self.version = version
-        self.subscribers: set[Subscription] = set()
-        self.addresses: collections.Counter[str | None] = collections.Counter()
+        self.subscribers: AbstractSet[Subscription] = _NONE
+        """The job's clients (``add_subscriber``, ``remove_subscriber``)."""
+        self.addresses: Mapping[str | None, int] = _NO_ADDRESSES
+        """How many of them connect from each address."""
         self.removed = False
         self.history: HistoryLog | None = None
-        self.recent: collections.deque[tuple[VersionId, bytes]] = collections.deque(
-            maxlen=RESUME_DEPTH
-        )
-        """The last versions' names and encoded bodies, to resume clients from."""
+        """The job's history while it is held (the hub's ``histories`` keep it on a budget)."""
         self.published: tuple[JobState, VersionId] | None = None
         """Another node's job: its state and version name as its owner published them (what is
         shown may differ: stalled while the node is lost)."""
+        self.listed: bytes | None = None
+        """The job's summary in the jobs list, encoded (the hub makes it again once ``state``
+        is another than ``listed_of``, the state it was made from)."""
+        self.listed_of: JobState | None = None
+
+    def add_subscriber(self, subscription: Subscription) -> None:
+        """One more client of the job. Its set of clients and its counts by address are made
+        at the first (100,000 jobs that nobody follows held 200,000 empty ones) and let go after
+        the last."""
+        subscribers = self.subscribers if isinstance(self.subscribers, set) else set()
+        addresses = self.addresses
+        if addresses is _NO_ADDRESSES or not isinstance(addresses, collections.Counter):
+            addresses = collections.Counter()
+        subscribers.add(subscription)
+        if subscription.address is not None:
+            addresses[subscription.address] += 1
+        self.subscribers, self.addresses = subscribers, addresses
+
+    def remove_subscriber(self, subscription: Subscription) -> bool:
+        """One client fewer; False if it was not one."""
+        subscribers, addresses = self.subscribers, self.addresses
+        if not isinstance(subscribers, set) or subscription not in subscribers:
+            return False
+        subscribers.remove(subscription)
+        address = subscription.address
+        if address is not None and isinstance(addresses, collections.Counter):
+            assert addresses is not _NO_ADDRESSES
+            addresses[address] -= 1
+            if not addresses[address]:
+                del addresses[address]
+        if not subscribers:
+            self.subscribers, self.addresses = _NONE, _NO_ADDRESSES
+        return True
+
+
+_NONE: frozenset[Subscription] = frozenset()
+_NO_ADDRESSES: Mapping[str | None, int] = collections.Counter()
+"""Shared by every job without a client: read only."""

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
-from sidecar.core.codec import decode_document, encode
+from sidecar.core.codec import decode_entry
 from sidecar.core.history_log import DEFAULT_MAX_ENTRIES, MAX_BYTES
 from sidecar.files.beneath import open_beneath
 
@@ -214,14 +214,9 @@ class HistoryFileReader:
             if not line.strip():
                 continue
             try:
-                value = decode_document(line)
+                entries.append(decode_entry(line))
             except ValueError as e:
                 self._warn("line", f"line skipped: {e}")
-                continue
-            if not isinstance(value, dict):
-                self._warn("line", "line skipped: not a json object")
-                continue
-            entries.append(encode(value))
         return entries
 
     def _warn(self, kind: str, reason: str) -> None:

@@ -86,13 +86,18 @@ class HistoryFollower:
         first_arrived = self._held[job_id][0] if job_id in self._held else arrived
         self._held[job_id] = (first_arrived, tail.end())
 
-    def stop(self, job_id: str) -> None:
-        """Stop following a job's history (the job is gone)."""
+    def stop(self, job_id: str, *, release_held: bool = False) -> None:
+        """Stop following a job's history (the job is gone; or, with ``release_held``, nobody
+        wants its history any more: a refresh it held is made now). Following it again reads
+        the file from its start."""
         self._tails.pop(job_id, None)
-        self._held.pop(job_id, None)
+        held = self._held.pop(job_id, None)
         pump = self._pumps.pop(job_id, None)
         if pump is not None and pump is not asyncio.current_task():
             pump.cancel()
+        if release_held and held is not None:
+            # Soon, not now: this is the hub letting the history go, and the refresh goes to it.
+            asyncio.get_running_loop().call_soon(self._refresh, job_id, held[0])
 
     async def close(self) -> None:
         """Stop every task (the sidecar is stopping)."""

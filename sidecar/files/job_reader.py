@@ -15,11 +15,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from sidecar.core.contract import clamp_time
 from sidecar.core.events import JobGone, JobSeen, Sink
 from sidecar.files import read_rules
 from sidecar.files.layout import FileSignature, JobLayout
 from sidecar.files.read_rules import Keep, Known, Publish, Remove, Retry
-from sidecar.files.reader import DEFAULT_MAX_BYTES, Document, Unreadable, read_progress
+from sidecar.files.reader import DEFAULT_MAX_BYTES, Document, Missing, Unreadable, read_progress
 from sidecar.files.stats import WatchStats
 
 logger = logging.getLogger(__name__)
@@ -110,6 +111,17 @@ class JobReader:
                 else:
                     self.seen[job_id] = None
 
+    def found_pending(self, job_id: str, *, dir_mtime: float) -> None:
+        """A job a scan has just found without a file (its directory's mtime as the scan saw
+        it), and that was not known: published as pending with no more look at the disk. (A
+        file made since comes with its own event, or at the next scan.)"""
+        if job_id in self.known:
+            self.refresh(job_id)
+            return
+        decision = Publish(read_rules.PENDING, clamp_time(dir_mtime), has_file=False)
+        self._note(job_id, Missing(), decision)
+        self._publish(job_id, decision, None)
+
     def _note(self, job_id: str, result: object, decision: Publish) -> None:
         """Keep the file's signature, and log what changed in what a read says (once)."""
         if isinstance(result, Document):
@@ -162,4 +174,6 @@ class JobReader:
     def _dir_mtime(self, path: Path) -> float | None:
         """The mtime of a job directory; None if it is not one (a symlink is not)."""
         st = self.layout.lstat(path)
-        return st.st_mtime if isinstance(st, os.stat_result) and stat.S_ISDIR(st.st_mode) else None
+        if not isinstance(st, os.stat_result) or not stat.S_ISDIR(st.st_mode):
+            return None
+        return clamp_time(st.st_mtime)

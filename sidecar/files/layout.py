@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import re
 import stat
+from collections.abc import Container
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import NamedTuple
@@ -31,12 +33,15 @@ class FileSignature(NamedTuple):
 
 class Scan(NamedTuple):
     """What a scan found: each job and its file's signature (None: a job directory without a
-    file), how many stat calls it made on jobs (directory listings aside), and the paths it
-    did not follow because they are symlinks (or lie behind one)."""
+    file), how many stat calls it made on jobs (directory listings aside), the paths it did not
+    follow because they are symlinks (or lie behind one), and the mtime of the directory of
+    each job without a file that the scan was not told it knows (the usual layout only), so
+    that such a job can be published as pending without another look."""
 
     jobs: dict[str, FileSignature | None]
     stats: int
     links: list[Path]
+    dir_mtimes: dict[str, float]
 
 
 @dataclass(frozen=True)
@@ -124,9 +129,14 @@ class JobLayout:
             return job_id, "dir"
         return job_id, "other"
 
-    def scan(self) -> Scan:
+    def scan(self, *, known: Container[str] = ()) -> Scan:
         """Every job under the root, by stat alone (no file is opened), following no symlink
-        below the root. Blocking."""
+        below the root. Blocking.
+
+        Args:
+            known: jobs whose directory's mtime is not wanted (looked up from the scan's thread:
+                a stale answer costs only a look or a read more).
+        """
         found: dict[str, FileSignature | None] = {}
         links: set[Path] = set()
         stats = 0
@@ -136,10 +146,10 @@ class JobLayout:
         try:
             root_fd = os.open(self.root, mode | os.O_DIRECTORY | os.O_CLOEXEC)
         except (FileNotFoundError, NotADirectoryError):
-            return Scan(found, stats, [])
+            return Scan(found, stats, [], {})
         try:
             if self._name_in_dir is not None:
-                return self._scan_job_directories(root_fd, self._name_in_dir)
+                return self._scan_job_directories(root_fd, self._name_in_dir, known)
             if self._dir_parts is not None:
                 glob = "/".join(self._dir_parts).replace(PLACEHOLDER, "*")
                 for job_dir in self.root.glob(glob):
@@ -171,9 +181,9 @@ class JobLayout:
                         found[job_id] = FileSignature.of(file_stat)
         finally:
             os.close(root_fd)
-        return Scan(found, stats, sorted(links))
+        return Scan(found, stats, sorted(links), {})
 
-    def _scan_job_directories(self, root_fd: int, name: str) -> Scan:
+    def _scan_job_directories(self, root_fd: int, name: str, known: Container[str]) -> Scan:
         """The scan of the usual layout, ``{job_id}/<name>``: one listing of the root and one
         ``fstatat`` a job, from the open root, with no path object made (a scan runs every few
         seconds over every job: docs/benchmarks.md, idle). A directory's kind comes from the
@@ -181,6 +191,7 @@ class JobLayout:
         which makes the job be read again (through ``open_beneath``), never followed."""
         found: dict[str, FileSignature | None] = {}
         links: list[Path] = []
+        dir_mtimes: dict[str, float] = {}
         stats = 0
         with os.scandir(root_fd) as entries:
             for entry in entries:
@@ -200,9 +211,12 @@ class JobLayout:
                     file_stat = os.stat(f"{job_id}/{name}", dir_fd=root_fd, follow_symlinks=False)
                 except OSError:
                     found[job_id] = None
+                    if job_id not in known:
+                        with contextlib.suppress(OSError):
+                            dir_mtimes[job_id] = entry.stat(follow_symlinks=False).st_mtime
                 else:
                     found[job_id] = FileSignature.of(file_stat)
-        return Scan(found, stats, sorted(links))
+        return Scan(found, stats, sorted(links), dir_mtimes)
 
     def _lstat(
         self, root_fd: int, path: Path, *, below: Path | None = None

@@ -67,6 +67,32 @@ class StepSchedule:
         return max(DEBOUNCE_MS, self.cold_step_ms), self.cold_step_ms, 0
 
 
+class UndecodablePath(RuntimeError):
+    """watchfiles' core met a path under the root whose name is not UTF-8 (any byte string is a
+    valid Linux file name): it cannot hand that path over, and from then on it hands nothing
+    over (every later watch raises the same). A fresh one fails at once while a directory of
+    such a name lies under the root."""
+
+
+def _undecodable(error: RuntimeError) -> bool:
+    return str(error).startswith("Unable to decode path")
+
+
+def inotify_blocked(root: str) -> str | None:
+    """Why a fresh watch of ``root`` fails at once (an ``UndecodablePath``), or None when it
+    does not. Blocks for a few ms: call it in a thread."""
+    notify = RustNotify([root], False, False, 0, True, True)
+    try:
+        notify.watch(DEBOUNCE_MS, 1, 5, threading.Event())
+    except RuntimeError as e:
+        if _undecodable(e):
+            return str(e)
+        raise
+    finally:
+        notify.close()
+    return None
+
+
 async def change_batches(
     root: str, stop: threading.Event, schedule: StepSchedule | None = None
 ) -> AsyncIterator[set[str]]:
@@ -79,12 +105,17 @@ async def change_batches(
 
     Raises:
         FileNotFoundError: ``root`` does not exist.
+        UndecodablePath: a path under ``root`` has a name that is not UTF-8.
     """
     schedule = schedule or StepSchedule()
     loop = asyncio.get_running_loop()
     # One thread of its own: watch() blocks it for as long as nothing happens.
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sidecar-inotify") as executor:
-        notify = RustNotify([root], False, False, 0, True, True)
+        # Not on the event loop: the recursive watch is set up by walking the tree, and the
+        # walk follows symbolic links (a link to / under the root takes many seconds).
+        notify = await loop.run_in_executor(
+            executor, lambda: RustNotify([root], False, False, 0, True, True)
+        )
         try:
             while not stop.is_set():
                 debounce, step, timeout = schedule.watch(time.monotonic())
@@ -96,6 +127,10 @@ async def change_batches(
                 except asyncio.CancelledError:
                     stop.set()
                     await asyncio.wait([pending])  # never close the notifier under watch()
+                    raise
+                except RuntimeError as e:
+                    if _undecodable(e):
+                        raise UndecodablePath(str(e)) from None
                     raise
                 if isinstance(result, set):
                     schedule.event(time.monotonic())

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sidecar.core.codec import JSONObject, decode_document
+from sidecar.core.contract import clamp_time
 from sidecar.files.beneath import open_beneath
 from sidecar.files.layout import FileSignature
 
@@ -24,7 +25,9 @@ class Document:
 
     @property
     def modified_at(self) -> float:
-        return self.signature.mtime_ns / 1e9
+        """The file's mtime, within the times a timestamp can show (a file may be dated in
+        the year 33658, or before 1970)."""
+        return clamp_time(self.signature.mtime_ns / 1e9)
 
 
 @dataclass(frozen=True, slots=True)

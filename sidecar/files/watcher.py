@@ -27,9 +27,12 @@ from sidecar.files.notify import (
     DEFAULT_HOT_STEP_MS,
     DEFAULT_WARM_SECONDS,
     StepSchedule,
+    UndecodablePath,
     change_batches,
+    inotify_blocked,
 )
 from sidecar.files.reader import DEFAULT_MAX_BYTES
+from sidecar.files.rescan import poll_pause, refresh_differing, rescan_pause
 from sidecar.files.stats import WatchStats
 
 logger = logging.getLogger(__name__)
@@ -37,6 +40,8 @@ logger = logging.getLogger(__name__)
 ROOT_CHECK_INTERVAL = 0.25
 POLL_INTERVAL = 0.25
 RESCAN_INTERVAL = 5.0
+INOTIFY_RETRY = 30.0
+"""Seconds between two tries of inotify while a name under the root keeps it from working."""
 
 
 class FileWatcher:
@@ -50,7 +55,8 @@ class FileWatcher:
         poll: always find changes by stat every ``poll_interval`` instead of inotify (the
             watcher also polls, on its own, when the root is on a network filesystem).
         poll_interval: seconds between two polls.
-        rescan_interval: seconds between two reconciliation scans while on inotify.
+        rescan_interval: seconds between two reconciliation scans while on inotify, at least
+            (after a scan that took long, ``rescan.rescan_pause``: 100 times what it took).
         max_file_bytes: larger progress files are refused.
         max_history: the most history lines worth reading of a long backlog.
         watch_step_ms: the quiet time, in ms, that ends a batch of events while they flow.
@@ -80,12 +86,15 @@ class FileWatcher:
         self.poll = poll
         self.poll_interval = poll_interval
         self.rescan_interval = rescan_interval
+        self.rescan_pause = rescan_interval
+        """The pause before the next rescan: ``rescan_interval``, or longer after a long scan."""
         self.watch_step_ms = watch_step_ms
         self.watch_warm_seconds = watch_warm_seconds
         self._detect_filesystem = detect_filesystem
         self.polling = poll
         self.mode_reason = "--poll" if poll else "not started"
         self._links_said: set[Path] = set()
+        self._undecodable_said: set[str] = set()
         self.stats = WatchStats()
         self.histories = HistoryFollower(
             layout, sink, origin=origin, max_entries=max_history, refresh=self._refresh
@@ -100,7 +109,7 @@ class FileWatcher:
             on_forget=self.histories.stop,
         )
         if interest is not None:
-            interest.listen(self._history_wanted)
+            interest.listen(self._history_wanted, unwanted=self._history_unwanted)
         self.root_present = False
         self.ready = asyncio.Event()
         """Set once the jobs on disk at start are known, or the root is found missing."""
@@ -144,6 +153,8 @@ class FileWatcher:
                     await self._poll(root_id)
                 else:
                     await self._watch(root_id)
+            except UndecodablePath as e:
+                await self._poll_while_undecodable(root_id, str(e))
             except (OSError, RuntimeError) as e:
                 # watchfiles raises when the root vanishes under it, among other things.
                 logger.warning("watching %s failed (%s); starting over", root, e, exc_info=True)
@@ -153,16 +164,18 @@ class FileWatcher:
                 logger.warning("jobs root %s is gone; waiting for it to come back", root)
             await self.reconcile()
 
-    async def reconcile(self) -> None:
-        """Compare every job on disk with what was last read, and refresh what differs."""
+    async def reconcile(self) -> float:
+        """Compare every job on disk with what was last read, and refresh what differs (a
+        slice at a time: ``rescan``); returns the seconds it took."""
+        began = time.monotonic()
         try:
-            found, stats, links = await asyncio.to_thread(self.layout.scan)
+            scan = await asyncio.to_thread(self.layout.scan, known=self.jobs.known)
         except OSError as e:
             logger.warning("scan of %s failed: %s", self.layout.root, e)
-            return
+            return time.monotonic() - began
         self.stats.scans += 1
-        self.stats.scan_stats += stats
-        for link in links:
+        self.stats.scan_stats += scan.stats
+        for link in scan.links:
             if link not in self._links_said:
                 self._links_said.add(link)
                 logger.warning(
@@ -172,19 +185,15 @@ class FileWatcher:
                 )
         # History first, as in _watch: a final state comes after the last entries.
         self.histories.read_all_new()
-        # Jobs whose file is being read again after a bad read are left to those re-reads:
-        # a scan every poll would start them over and over.
-        for job_id, signature in found.items():
-            if job_id in self.jobs.retries:
-                continue
-            if job_id not in self.jobs.known or self.jobs.seen.get(job_id) != signature:
-                self.histories.refresh_after(job_id)
-        for job_id in [j for j in self.jobs.seen if j not in found and j not in self.jobs.retries]:
-            self.histories.refresh_after(job_id)
+        await refresh_differing(scan, self.jobs, self.histories.refresh_after)
+        return time.monotonic() - began
 
     def _history_wanted(self, job_id: str) -> None:
         if job_id in self.jobs.known:
             self.histories.start(job_id)
+
+    def _history_unwanted(self, job_id: str) -> None:
+        self.histories.stop(job_id, release_held=True)
 
     def _refresh(self, job_id: str, arrived: float | None) -> None:
         self.jobs.refresh(job_id, arrived=arrived)
@@ -209,6 +218,9 @@ class FileWatcher:
     async def _watch(self, root_id: tuple[int, int]) -> None:
         stop = threading.Event()
         guard = asyncio.create_task(self._guard_root(root_id, stop))
+        # A guard that fails ends the watch too (its error is raised below): a watch without
+        # its rescans and its root check must not go on as if all were well.
+        guard.add_done_callback(lambda _: stop.set())
         root = str(self.layout.root)
         try:
             schedule = StepSchedule(self.watch_step_ms, self.watch_warm_seconds)
@@ -236,24 +248,54 @@ class FileWatcher:
         finally:
             guard.cancel()
             await asyncio.wait([guard])
+        if not guard.cancelled() and (error := guard.exception()) is not None:
+            raise error
 
     async def _guard_root(self, root_id: tuple[int, int], stop: threading.Event) -> None:
         """Stop the watch when the root goes or is replaced; rescan now and then meanwhile."""
         # The watch is in place by the time this first runs: this scan catches what changed
         # between the scan before it and the watch.
-        await self.reconcile()
-        next_scan = time.monotonic() + self.rescan_interval
+        took = await self.reconcile()
+        self.rescan_pause = rescan_pause(took, floor=self.rescan_interval)
+        next_scan = time.monotonic() + self.rescan_pause
         while _root_id(self.layout.root) == root_id:
             await asyncio.sleep(ROOT_CHECK_INTERVAL)
             if time.monotonic() >= next_scan:
-                await self.reconcile()
-                next_scan = time.monotonic() + self.rescan_interval
+                took = await self.reconcile()
+                self.rescan_pause = rescan_pause(took, floor=self.rescan_interval)
+                next_scan = time.monotonic() + self.rescan_pause
         stop.set()
 
     async def _poll(self, root_id: tuple[int, int]) -> None:
+        took = 0.0
         while _root_id(self.layout.root) == root_id:
-            await asyncio.sleep(self.poll_interval)
-            await self.reconcile()
+            await asyncio.sleep(poll_pause(took, floor=self.poll_interval))
+            took = await self.reconcile()
+
+    async def _poll_while_undecodable(self, root_id: tuple[int, int], why: str) -> None:
+        """Poll while inotify cannot watch the root (a name under it is not UTF-8: anyone who
+        may write under the root can make one), trying it again every ``INOTIFY_RETRY``."""
+        self.polling = True
+        self.mode_reason = "a name under the root is not utf-8: inotify cannot report it"
+        if why not in self._undecodable_said:
+            self._undecodable_said.add(why)
+            logger.warning(
+                "watching %s by inotify failed (%s): polling every %g s instead, and trying "
+                "inotify again every %g s (said once per path)",
+                self.layout.root,
+                why,
+                self.poll_interval,
+                INOTIFY_RETRY,
+            )
+        retry_at, took = time.monotonic() + INOTIFY_RETRY, 0.0
+        while _root_id(self.layout.root) == root_id:
+            await asyncio.sleep(poll_pause(took, floor=self.poll_interval))
+            took = await self.reconcile()
+            if time.monotonic() >= retry_at:
+                if await asyncio.to_thread(inotify_blocked, str(self.layout.root)) is None:
+                    logger.info("watching %s by inotify again", self.layout.root)
+                    return
+                retry_at = time.monotonic() + INOTIFY_RETRY
 
 
 def _root_id(root: Path) -> tuple[int, int] | None:

@@ -80,7 +80,8 @@ class ClosePacer:
     async def run(self) -> None:
         """Release waiting closes as the policy says, until cancelled."""
         while True:
-            await self._queued.wait()
+            if not self._waiting:  # (a run started again after a failure finds some waiting)
+                await self._queued.wait()
             self._queued.clear()
             while self._waiting:
                 policy = self.policy

@@ -10,6 +10,7 @@ from sidecar.files.watcher import FileWatcher
 from sidecar.server.close_pacer import ClosePacer
 from sidecar.server.metrics import Metrics
 from sidecar.server.settings import Settings
+from sidecar.server.supervisor import Supervisor
 
 SETTINGS = web.AppKey("settings", Settings)
 HUB = web.AppKey("hub", JobHub)
@@ -21,3 +22,5 @@ SOCKETS = web.AppKey("sockets", set[web.WebSocketResponse])
 METRICS = web.AppKey("metrics", Metrics)
 CLOSES = web.AppKey("closes", ClosePacer)
 """Paces the closes that follow jobs' ends."""
+SUPERVISOR = web.AppKey("supervisor", Supervisor)
+"""Runs every background task, restarting one that fails (``/healthz`` names those down)."""

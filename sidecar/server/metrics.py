@@ -8,7 +8,7 @@ in one process (the tests run many).
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
@@ -16,8 +16,10 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from sidecar.bus.interface import Bus
+from sidecar.core.events import GuardedSink
 from sidecar.core.hub import JobHub
 from sidecar.files.stats import WatchStats
+from sidecar.server.supervisor import Supervisor
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -25,7 +27,15 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 class Metrics:
     """Every metric of one sidecar (see docs/protocol.md#metrics)."""
 
-    def __init__(self, hub: JobHub, watch: WatchStats, bus: Bus | None = None) -> None:
+    def __init__(
+        self,
+        hub: JobHub,
+        watch: WatchStats,
+        bus: Bus | None = None,
+        *,
+        supervisor: Supervisor | None = None,
+        sinks: Sequence[GuardedSink] = (),
+    ) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.watch = watch
         self.send = SendStats()
@@ -36,6 +46,7 @@ class Metrics:
             registry=self.registry,
         )
         self.registry.register(_Figures(hub, watch, self.send, bus))
+        self.registry.register(_Health(supervisor or Supervisor(), sinks, bus))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
@@ -51,6 +62,21 @@ class _Figures(Collector):
             "sidecar_connections",
             "Open WebSocket connections following a job.",
             value=self.hub.client_count,
+        )
+        yield GaugeMetricFamily(
+            "sidecar_resume_bytes",
+            "Memory held by the versions kept to resume clients from (--resume-bytes at most).",
+            value=self.hub.kept_versions.size,
+        )
+        yield GaugeMetricFamily(
+            "sidecar_history_bytes",
+            "Memory held by the histories kept in memory (--history-bytes at most).",
+            value=self.hub.histories.size,
+        )
+        yield GaugeMetricFamily(
+            "sidecar_histories_held",
+            "Jobs whose history is held in memory (released when nobody follows it).",
+            value=len(self.hub.histories),
         )
         messages = CounterMetricFamily(
             "sidecar_messages_sent", "WebSocket messages sent, by type.", labels=["type"]
@@ -100,6 +126,43 @@ class _Figures(Collector):
                 "sidecar_nodes_lost",
                 "Nodes silent for --node-timeout with jobs still running (cluster mode).",
                 value=len(self.hub.stranded_nodes()),
+            )
+
+
+class _Health(Collector):
+    """The background tasks' restarts, and what the boundaries refused."""
+
+    def __init__(self, supervisor: Supervisor, sinks: Sequence[GuardedSink], bus: Bus | None):
+        self.supervisor, self.sinks, self.bus = supervisor, sinks, bus
+
+    def collect(self) -> Iterator[Metric]:
+        restarts = CounterMetricFamily(
+            "sidecar_task_restarts",
+            "Background tasks started again after they failed, by task.",
+            labels=["task"],
+        )
+        for name in sorted(self.supervisor.names):
+            restarts.add_metric([name], self.supervisor.restarts[name])
+        yield restarts
+        yield GaugeMetricFamily(
+            "sidecar_tasks_down",
+            "Background tasks down now (failed, and not yet running well again).",
+            value=len(self.supervisor.down),
+        )
+        refused = CounterMetricFamily(
+            "sidecar_events_refused",
+            "Events a source handed the hub that it could not take (each logged), by source.",
+            labels=["source"],
+        )
+        for sink in self.sinks:
+            refused.add_metric([sink.source], sink.refused)
+        yield refused
+        if self.bus is not None:
+            yield CounterMetricFamily(
+                "sidecar_bus_entries_dropped",
+                "Entries read from Redis that are not this protocol's (dropped, and logged "
+                "at most once every 10 s).",
+                value=self.bus.dropped,
             )
 
 

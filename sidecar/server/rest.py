@@ -8,8 +8,10 @@ from aiohttp import web
 
 from sidecar.core.codec import JSONObject, encode_with_list
 from sidecar.core.contract import is_valid_job_id
+from sidecar.core.listing import JOBS_QUERY_KEYS, parse_jobs_query
 from sidecar.core.protocol import INVALID_JOB_ID, UNKNOWN_JOB
-from sidecar.server.keys import BUS, HUB, METRICS, SETTINGS, WATCHER
+from sidecar.server.jobs_listing import listing_body
+from sidecar.server.keys import BUS, HUB, METRICS, SETTINGS, SUPERVISOR, WATCHER
 from sidecar.server.metrics import CONTENT_TYPE
 
 routes = web.RouteTableDef()
@@ -25,10 +27,14 @@ def json_error(status: int, message: str) -> web.Response:
 
 @routes.get("/api/jobs")
 async def list_jobs(request: web.Request) -> web.Response:
-    """Every job's summary, by job id."""
-    hub = request.app[HUB]
-    jobs = sorted((state.summary() for state in hub.states()), key=lambda s: str(s["job_id"]))
-    return web.json_response({"jobs": jobs})
+    """Every job's summary, by job id; ``?status=``, ``?limit=`` and ``?after=`` choose some
+    (docs/protocol.md). Sent a slice at a time (``jobs_listing``)."""
+    query = parse_jobs_query(
+        {key: request.query.getall(key) for key in JOBS_QUERY_KEYS if key in request.query}
+    )
+    if isinstance(query, str):
+        return json_error(400, query)
+    return web.Response(body=listing_body(request.app[HUB], query), content_type="application/json")
 
 
 @routes.get("/api/jobs/{job_id}")
@@ -84,7 +90,12 @@ async def health(request: web.Request) -> web.Response:
         health["bus"] = "up" if bus.up else "down"
         health["nodes"] = bus.nodes()
         health["lost_nodes"] = sorted(hub.stranded_nodes())
-    return web.json_response(health)
+    down = request.app[SUPERVISOR].down
+    if down:
+        # A background task failed and is being restarted: what it does is not being done.
+        health["status"] = "degraded"
+        health["tasks_down"] = down
+    return web.json_response(health, status=503 if down else 200)
 
 
 @routes.get("/metrics")

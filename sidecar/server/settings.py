@@ -7,8 +7,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sidecar.bus.defaults import NODE_TIMEOUT
+from sidecar.core.history_budget import HISTORY_BYTES, HISTORY_GRACE
 from sidecar.core.history_log import DEFAULT_MAX_ENTRIES
 from sidecar.core.hub import MAX_CLIENTS, MAX_CLIENTS_PER_ADDRESS, MAX_CLIENTS_PER_JOB, STALL_AFTER
+from sidecar.core.kept_versions import RESUME_BYTES, RESUME_BYTES_PER_JOB
 from sidecar.files.notify import DEFAULT_HOT_STEP_MS, DEFAULT_WARM_SECONDS
 from sidecar.files.reader import DEFAULT_MAX_BYTES
 from sidecar.files.watcher import POLL_INTERVAL, RESCAN_INTERVAL
@@ -38,6 +40,10 @@ class Settings:
     watch_step_ms: int = DEFAULT_HOT_STEP_MS
     watch_warm_seconds: float = DEFAULT_WARM_SECONDS
     max_history: int = DEFAULT_MAX_ENTRIES
+    history_bytes: int = HISTORY_BYTES
+    history_grace: float = HISTORY_GRACE
+    resume_bytes_per_job: int = RESUME_BYTES_PER_JOB
+    resume_bytes: int = RESUME_BYTES
     token: str | None = field(default=None, repr=False)
     allowed_origins: tuple[str, ...] = ()
     allowed_hosts: tuple[str, ...] = ()

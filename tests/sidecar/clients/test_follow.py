@@ -278,7 +278,7 @@ async def test_follow_stops_at_a_stream_that_is_not_json(answering: Any) -> None
     with pytest.raises(FollowError) as refused:
         await asyncio.wait_for(anext(follow_job(url, "j")), 5)
     assert str(refused.value) == (
-        "not a progress-sidecar stream: Expecting value: line 1 column 1 (char 0)"
+        "not a progress-sidecar stream: invalid json: Expecting value at line 1 column 1"
     )
 
 

@@ -24,7 +24,8 @@ def test_decode_accepts_a_utf8_bom() -> None:
     [
         (b'{"a": "\xff"}', "not utf-8 (byte 7)"),
         (b'{"a": 1', "invalid json: Expecting ',' delimiter at line 1 column 8"),
-        (b"[" * 100_000 + b"]" * 100_000, "nesting too deep"),
+        (b"[" * 100_000 + b"]" * 100_000, "nesting too deep (over 64 levels)"),
+        (b"[" * 65 + b"]" * 65, "nesting too deep (over 64 levels)"),
     ],
 )
 def test_decode_errors_are_short_and_clear(data: bytes, message: str) -> None:

@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from sidecar.core.history_log import HistoryLog
 from sidecar.files import history_file as history_module
@@ -396,3 +398,36 @@ async def test_history_reading_stops_with_its_job_and_with_the_sidecar(
     assert [t.get_name() for t in history_tasks()] == ["history b"]
     await sidecar.server.close()
     assert history_tasks() == []
+
+
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture], max_examples=60)
+@given(
+    st.lists(
+        st.binary(max_size=80)
+        | st.sampled_from(
+            [
+                b'{"note": "\\ud800"}',
+                b'{"a":' * 70 + b"1" + b"}" * 70,
+                b'{"step": 1}], "type": "snapshot", "x": [{"a": 1}',
+                b'{"n": ' + b"9" * 5000 + b"}",
+            ]
+        ),
+        max_size=8,
+    )
+)
+def test_any_appended_bytes_give_only_strict_json_objects(
+    tmp_path: Path, lines: list[bytes]
+) -> None:
+    """Issue 20: whatever is appended to metrics.jsonl, the tail returns objects that encode as
+    strict UTF-8 JSON (lone surrogates replaced), and never raises."""
+    path = tmp_path / "j" / "metrics.jsonl"
+    path.parent.mkdir(exist_ok=True)
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    read = HistoryFileReader(tmp_path, path, "j").read()
+    for data in read.entries:
+        value = json.loads(data.decode("utf-8"), parse_constant=_refuse)
+        assert isinstance(value, dict)
+
+
+def _refuse(name: str) -> None:
+    raise AssertionError(name)

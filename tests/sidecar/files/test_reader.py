@@ -35,7 +35,9 @@ def test_missing_file(tmp_path: Path) -> None:
         (b"true", "json is a boolean, not an object"),
         (b"null", "json is null, not an object"),
         (b'{"a": "\xc3\x28"}', "not utf-8 (byte 7)"),
-        (b"[" * 10_000 + b"]" * 10_000, "nesting too deep"),
+        (b"[" * 10_000 + b"]" * 10_000, "nesting too deep (over 64 levels)"),
+        # Deep enough to pass the parser yet break a recursive walk after it (issue 20).
+        (b'{"a":' * 700 + b"1" + b"}" * 700, "nesting too deep (over 64 levels)"),
     ],
 )
 def test_unreadable_content(tmp_path: Path, content: bytes, reason: str) -> None:
