@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import math
 import os
+import re
 import sys
 from collections.abc import Sequence
 from decimal import ROUND_HALF_UP, Decimal
@@ -42,17 +43,46 @@ def one_decimal(value: int | float) -> str:
     return str(Decimal(value or 0.0).quantize(_TENTH, rounding=ROUND_HALF_UP))
 
 
+# Characters a terminal acts on (C0 and C1 controls, DEL) or that reorder what follows
+# (bidirectional overrides and isolates): whoever writes a job's file must not be able to set a
+# terminal's title or clear its screen through ``tail``.
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+MAX_TEXT = 200
+"""The most characters of a text field a line shows."""
+MAX_DURATION = 100 * 365 * 86400.0
+HUGE = 1e15
+"""Numbers at least this large are written with an exponent (``1e+308``, not 309 digits)."""
+
+
+def _text(value: Any) -> str | None:
+    """A text field as a terminal may show it: strings only, unsafe characters replaced by
+    U+FFFD, cut to ``MAX_TEXT``; None for any other type."""
+    if not isinstance(value, str):
+        return None
+    shown = _UNSAFE.sub("\ufffd", value)
+    return shown if len(shown) <= MAX_TEXT else shown[: MAX_TEXT - 1] + "…"
+
+
 def _number(value: Any, spec: str) -> str | None:
-    return (
-        format(value, spec)
-        if isinstance(value, int | float) and not isinstance(value, bool)
-        else None
-    )
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return None
+    if not math.isfinite(value):
+        return None
+    return format(value, spec if abs(value) < HUGE else ".4g")
+
+
+def _count(value: Any) -> str | None:
+    """A step count: whole numbers as they are, others as ``_number`` writes them."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < HUGE:
+        return str(int(value))
+    return _number(value, "d" if isinstance(value, int) else ".6g")
 
 
 def _duration(seconds: Any) -> str | None:
     if not isinstance(seconds, int | float) or isinstance(seconds, bool):
         return None
+    if not 0 <= seconds < MAX_DURATION:
+        return None  # a negative ETA, or one of centuries, says nothing
     whole = int(seconds)
     hours, rest = divmod(whole, 3600)
     return f"{hours}:{rest // 60:02d}:{rest % 60:02d}"
@@ -60,13 +90,13 @@ def _duration(seconds: Any) -> str | None:
 
 def render(state: dict[str, Any]) -> str:
     """One line for a job's state: status, a progress bar, step, losses, speed, ETA."""
-    parts = [str(state.get("status", "?"))]
+    parts = [_text(state.get("status")) or "?"]
     progress = state.get("progress")
     if isinstance(progress, int | float) and not isinstance(progress, bool):
         filled = round(BAR_WIDTH * max(0.0, min(100.0, progress)) / 100)
         parts.append(f"[{'#' * filled}{'-' * (BAR_WIDTH - filled)}] {one_decimal(progress):>5}%")
-    if (step := state.get("current_step")) is not None:
-        total = state.get("total_steps")
+    if (step := _count(state.get("current_step"))) is not None:
+        total = _count(state.get("total_steps"))
         parts.append(f"step {step}/{total}" if total is not None else f"step {step}")
     for label, key, spec in (
         ("loss", "loss", ".4f"),
@@ -79,18 +109,18 @@ def render(state: dict[str, Any]) -> str:
         parts.append(f"ETA {eta}")
     if state.get("stalled"):
         parts.append("STALLED")
-    if "read_error" in state:
-        parts.append(f"(file unreadable: {state['read_error']})")
+    if (read_error := _text(state.get("read_error"))) is not None:
+        parts.append(f"(file unreadable: {read_error})")
     return "  ".join(parts)
 
 
 def outcome(state: dict[str, Any]) -> tuple[str, int]:
     """The closing line and exit status for a finished job."""
-    status = str(state.get("status", "")).lower()
+    status = (_text(state.get("status")) or "?").lower()
     if status == "completed":
         loss = _number(state.get("final_loss"), ".4f")
         return (f"completed: final loss {loss}" if loss else "completed"), 0
-    detail = state.get("error")
+    detail = _text(state.get("error"))
     return (f"{status}: {detail}" if detail else status), 1
 
 

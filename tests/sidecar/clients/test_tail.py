@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import socket
@@ -18,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 from sidecar.clients.tail import main, one_decimal, outcome, render
 from tests.conftest import StartSidecar
@@ -43,6 +46,45 @@ def test_render_and_outcome() -> None:
     )
     assert outcome({"status": "failed", "error": "OOM"}) == ("failed: OOM", 1)
     assert outcome({"status": "cancelled"}) == ("cancelled", 1)
+
+
+@given(
+    st.dictionaries(
+        st.sampled_from(
+            [
+                "status",
+                "progress",
+                "current_step",
+                "total_steps",
+                "loss",
+                "eval_loss",
+                "error",
+                "samples_per_second",
+                "eta_seconds",
+                "read_error",
+                "final_loss",
+                "stalled",
+            ]
+        ),
+        st.recursive(
+            st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+            lambda c: st.lists(c, max_size=2) | st.dictionaries(st.text(max_size=2), c, max_size=2),
+            max_leaves=4,
+        ),
+    )
+)
+@example({"status": "running\x1b]0;PWNED\x07\x1b[2J", "error": "\u202eevil\x9b", "eta_seconds": -5})
+@example({"status": ["running"], "samples_per_second": 1e308, "current_step": 10**30})
+def test_render_shows_any_state_without_a_terminal_control(state: dict[str, Any]) -> None:
+    """Whoever writes a job's file may put anything in it: ``tail``'s lines never carry a
+    character a terminal acts on (escape sequences could set its title or clear its screen),
+    nor a bidi override, nor a number hundreds of digits long."""
+    state = {**state, "complete": True}
+    for line in (render(state), outcome(state)[0]):
+        assert not re.search("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]", line)
+        assert all(len(word) < 260 for word in line.split())
+    if isinstance(state.get("status"), str) and "\x1b" in state["status"]:
+        assert render(state).startswith("running\ufffd]0;PWNED\ufffd\ufffd[2J")
 
 
 # What the dashboard shows, `(value).toFixed(1)`, as node 20 prints it. Ties (x.x5) whose double
