@@ -74,7 +74,9 @@ class Publisher:
                     before, _ = await pipe.execute()
             except FAILURES as e:
                 await self.link.failed(WRITING, e)
-                await asyncio.sleep(backoff.next())
+                # Never longer than a quarter of the node timeout: once Redis is back, the
+                # others must hear from this node before they take it for lost.
+                await asyncio.sleep(min(backoff.next(), self.node_timeout / 4))
                 continue
             if before is None:
                 self._republish = True  # Redis is new or was emptied: tell it everything
