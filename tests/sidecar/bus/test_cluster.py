@@ -192,6 +192,10 @@ async def test_a_client_resumes_on_another_sidecar(cluster: Cluster) -> None:
     }
 
 
+async def _stall_reason(cluster: Cluster, sidecar: Sidecar, job_id: str, reason: str) -> bool:
+    return (await cluster.jobs(sidecar))[job_id].get("stall_reason") == reason
+
+
 async def test_a_lost_node_shows_its_running_jobs_stalled_until_it_returns(
     cluster: Cluster,
 ) -> None:
@@ -214,6 +218,12 @@ async def test_a_lost_node_shows_its_running_jobs_stalled_until_it_returns(
         state = await each.until(lambda s: s.get("stalled") is True, timeout=10)
         assert state["stall_reason"] == "node lost" and state["current_step"] == 5
     for sidecar in (gateway, a):
+        # Each sidecar finds the silence on its own clock (a quarter-second tick): node a may
+        # be a tick behind the gateway its clients are on.
+        await wait_for(
+            lambda s=sidecar: _stall_reason(cluster, s, "running-b", "node lost"),
+            what=f"running-b lost on {sidecar.name}",
+        )
         jobs = await cluster.jobs(sidecar)
         assert jobs["running-b"]["stall_reason"] == "node lost"
         assert jobs["done-b"]["status"] == "completed" and jobs["done-b"]["stalled"] is False
