@@ -123,18 +123,19 @@ class GuardedSink:
             self.refused += 1
             key = (type(event).__name__, type(e).__name__)
             job = getattr(event, "job_id", None)
+            whose = f"job {job}" if job is not None else f"node {event.origin}"
             if key not in self._said:
                 self._said.add(key)
                 logger.error(
                     "%s: %s of %s not taken (%s); the source goes on",
                     self.source,
                     key[0],
-                    f"job {job}" if job is not None else f"node {event.origin}",
+                    whose,
                     type(e).__name__,
                     exc_info=True,
                 )
             else:
-                logger.debug("%s: %s of job %s not taken again", self.source, key[0], job)
+                logger.debug("%s: %s of %s not taken again", self.source, key[0], whose)
 
 
 class HistoryInterest:
