@@ -36,6 +36,14 @@ class Bus(Protocol):
         """Entries read from the bus and dropped as not its protocol's."""
         ...
 
+    def history_wanted(self, job_id: str) -> None:
+        """Someone wants another node's job's history: read it from the bus, and follow it."""
+        ...
+
+    def history_unwanted(self, job_id: str) -> None:
+        """Nobody wants it any more: stop following it."""
+        ...
+
     def nodes(self) -> dict[str, float]:
         """Seconds since each known node was last heard from."""
         ...

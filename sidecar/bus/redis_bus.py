@@ -59,9 +59,12 @@ class RedisBus:
             stream_length=stream_length,
             finished_ttl=finished_ttl,
         )
-        hub.history_interest.listen(
-            self.reader.history_wanted, unwanted=self.reader.history_unwanted
-        )
+
+    def history_wanted(self, job_id: str) -> None:
+        self.reader.history_wanted(job_id)
+
+    def history_unwanted(self, job_id: str) -> None:
+        self.reader.history_unwanted(job_id)
 
     @property
     def up(self) -> bool:

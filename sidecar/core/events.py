@@ -12,8 +12,8 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from sidecar.core.codec import JSONObject
-from sidecar.core.state import JobState
+from sidecar.core.codec import JSONObject, drop_nulls
+from sidecar.core.state import PENDING_DOCUMENT, PROCESS_EXITED, JobState, with_stall
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +41,31 @@ class JobSeen:
     has_file: bool = True
     read_error: str | None = None
     arrived: float | None = field(default=None, compare=False)
+
+    def state(self, *, previous: JobState | None, now: float, stall_after: float) -> JobState:
+        """The job's state after this read (its document's nulls dropped), the stall rule
+        applied at ``now``, ``previous`` being the job's state before it."""
+        document = self.document
+        if document is not PENDING_DOCUMENT:  # shared by every pending job, and null-free
+            document = drop_nulls(document)
+        state = JobState(
+            self.job_id,
+            document,
+            self.modified_at,
+            has_file=self.has_file,
+            read_error=self.read_error,
+            node=self.origin,
+        )
+        # The stall clock found the trainer gone; a read that brings no new write changes that
+        # not, until the next sweep looks again.
+        exited = (
+            previous is not None
+            and previous.stall_reason == PROCESS_EXITED
+            and previous.modified_at == state.modified_at
+        )
+        return with_stall(
+            state, now=now, stall_after=stall_after, process_alive=False if exited else None
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from sidecar.core.codec import JSONObject
 from sidecar.core.history_log import HistoryLog
+from sidecar.core.listing import encoded_summary
 from sidecar.core.state import JobState
 from sidecar.core.version import DirectSend, Version, VersionId
 
@@ -80,6 +81,35 @@ class Subscription:
         """Make ``wait`` return, as a new version does."""
         self._wake.set()
 
+    @property
+    def woken(self) -> bool:
+        """Whether ``wait`` would return at once."""
+        return self._wake.is_set()
+
+    def deliver(self, version: Version, previous: Version) -> None:
+        """Tell the client of the job's new ``version``, which follows ``previous``. The
+        broadcast fast path: a client that is up to date and idle gets the shared patch handed to
+        its connection at once (``direct``); any other is woken, and its sender catches it up."""
+        if (
+            self.direct is not None
+            and not self.busy
+            and self.sent is previous
+            and not previous.complete  # its close waits its turn: nothing more goes out
+            and self.direct(version, previous)
+        ):
+            self.sent = version
+            if not version.complete:
+                return
+            if self.close_turn is not None:
+                # Only the close is left, and it may wait: the final message is out.
+                self.close_turn(self.wake)
+                return
+        self.wake()
+
+    def leave(self) -> bool:
+        """Stop following the job; False if this was done already."""
+        return self._channel.remove_subscriber(self)
+
 
 class JobsWatch:
     """One client of the jobs list: which jobs changed since it last looked."""
@@ -136,6 +166,13 @@ class Channel:
         """The job's summary in the jobs list, encoded (the hub makes it again once ``state``
         is another than ``listed_of``, the state it was made from)."""
         self.listed_of: JobState | None = None
+
+    def summary(self) -> bytes:
+        """The job's summary in the jobs list, encoded (``encoded_summary``) once per state."""
+        if self.listed is None or self.listed_of is not self.state:
+            self.listed = encoded_summary(self.state)
+            self.listed_of = self.state
+        return self.listed
 
     def add_subscriber(self, subscription: Subscription) -> None:
         """One more client of the job. Its set of clients and its counts by address are made

@@ -84,13 +84,13 @@ def create_app(settings: Settings) -> web.Application:
             watch_step_ms=settings.watch_step_ms,
             watch_warm_seconds=settings.watch_warm_seconds,
         )
-    if settings.redis_url is not None:
-        app[BUS] = _redis_bus(settings, hub)
+    bus = _redis_bus(settings, hub) if settings.redis_url is not None else None
+    if bus is not None:
+        app[BUS] = bus
+        sinks.append(bus.sink)
+        hub.history_interest.listen(bus.history_wanted, unwanted=bus.history_unwanted)
     watcher = app.get(WATCHER)
     stats = watcher.stats if watcher is not None else WatchStats()
-    bus = app.get(BUS)
-    if bus is not None:
-        sinks.append(bus.sink)
     app[METRICS] = Metrics(hub, stats, bus, supervisor=app[SUPERVISOR], sinks=sinks)
     app.router.add_get("/ws/training/{job_id}", training_stream.training_socket)
     app.router.add_get("/ws/jobs", jobs_stream.jobs_socket)

@@ -1,6 +1,6 @@
 """The histories nobody follows, released; and the memory they held, given back to the system.
 
-The hub decides which histories go (``JobHub.release_idle_histories``, by its budget); this
+The hub decides which histories go (``HistoryStore.release_idle``, by its budget); this
 clock asks it once a second, and after a release asks the C library to return the pages freed
 (CPython keeps small objects in arenas it frees by itself, but glibc keeps what ``free`` gave
 back in its heap until asked: ``malloc_trim``).
@@ -53,12 +53,13 @@ def release_interval(grace: float) -> float:
 async def run_history_release(hub: JobHub) -> None:
     """Release the histories nobody follows as their grace ends, until cancelled; after any
     release (this one's, or the budget's), give the freed memory back."""
-    released = hub.histories.released
+    budget = hub.histories.budget
+    released = budget.released
     while True:
-        await asyncio.sleep(release_interval(hub.histories.grace))
-        hub.release_idle_histories()
-        if hub.histories.released != released:
-            count, released = hub.histories.released - released, hub.histories.released
+        await asyncio.sleep(release_interval(budget.grace))
+        hub.histories.release_idle()
+        if budget.released != released:
+            count, released = budget.released - released, budget.released
             took = give_back_memory()
             logger.debug(
                 "released %d histories nobody follows; malloc_trim took %.1f ms", count, took * 1e3

@@ -71,12 +71,12 @@ class _Figures(Collector):
         yield GaugeMetricFamily(
             "sidecar_history_bytes",
             "Memory held by the histories kept in memory (--history-bytes at most).",
-            value=self.hub.histories.size,
+            value=self.hub.histories.budget.size,
         )
         yield GaugeMetricFamily(
             "sidecar_histories_held",
             "Jobs whose history is held in memory (released when nobody follows it).",
-            value=len(self.hub.histories),
+            value=len(self.hub.histories.budget),
         )
         messages = CounterMetricFamily(
             "sidecar_messages_sent", "WebSocket messages sent, by type.", labels=["type"]

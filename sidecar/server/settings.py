@@ -7,9 +7,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sidecar.bus.defaults import NODE_TIMEOUT
+from sidecar.core.client_limits import MAX_CLIENTS, MAX_CLIENTS_PER_ADDRESS, MAX_CLIENTS_PER_JOB
 from sidecar.core.history_budget import HISTORY_BYTES, HISTORY_GRACE
 from sidecar.core.history_log import DEFAULT_MAX_ENTRIES
-from sidecar.core.hub import MAX_CLIENTS, MAX_CLIENTS_PER_ADDRESS, MAX_CLIENTS_PER_JOB, STALL_AFTER
+from sidecar.core.hub import STALL_AFTER
 from sidecar.core.kept_versions import RESUME_BYTES, RESUME_BYTES_PER_JOB
 from sidecar.files.notify import DEFAULT_HOT_STEP_MS, DEFAULT_WARM_SECONDS
 from sidecar.files.reader import DEFAULT_MAX_BYTES

@@ -16,7 +16,7 @@ from typing import Any, Final, TypeVar
 
 from aiohttp import WSMsgType, web
 
-from sidecar.core.hub import TooManyClients
+from sidecar.core.client_limits import TooManyClients
 from sidecar.core.protocol import (
     BINARY_REFUSED,
     MESSAGE_TOO_BIG,

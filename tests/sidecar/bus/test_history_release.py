@@ -24,6 +24,8 @@ async def test_another_nodes_history_is_let_go_and_read_again_whole(
     node = JobHub(node="n", clock=lambda: node_now[0], history_grace=10)
     gateway = JobHub(node="", clock=lambda: gateway_now[0], history_grace=10)
     node_bus, gateway_bus = RedisBus(redis_server.url, node), RedisBus(redis_server.url, gateway)
+    for hub, bus in ((node, node_bus), (gateway, gateway_bus)):  # as the app wires them
+        hub.history_interest.listen(bus.history_wanted, unwanted=bus.history_unwanted)
     tasks = [asyncio.create_task(node_bus.run()), asyncio.create_task(gateway_bus.run())]
     try:
         await asyncio.wait_for(asyncio.gather(node_bus.ready.wait(), gateway_bus.ready.wait()), 10)
@@ -32,17 +34,17 @@ async def test_another_nodes_history_is_let_go_and_read_again_whole(
         node.apply(HistoryLines("n", "j", lines(0, 3), reset=True))
 
         async def gateway_holds(count: int) -> bool:
-            log = await gateway.loaded_history("j", timeout=5)
+            log = await gateway.histories.loaded("j", timeout=5)
             return log is not None and len(log.entries) == count
 
         await wait_for(lambda: gateway_holds(3), what="the history on the gateway")
         assert "j" in gateway_bus.reader._marks  # followed in the stream
         gateway_now[0] += 10
-        assert gateway.release_idle_histories() == 1
-        assert gateway.histories.size == 0 and "j" not in gateway_bus.reader._marks
+        assert gateway.histories.release_idle() == 1
+        assert gateway.histories.budget.size == 0 and "j" not in gateway_bus.reader._marks
         # The node's publisher follows its own jobs' histories: never let go for being unused.
         node_now[0] += 3600
-        assert node.release_idle_histories() == 0
+        assert node.histories.release_idle() == 0
         node.apply(HistoryLines("n", "j", lines(3, 2)))
         node.apply(JobSeen("n", "j", {"status": "running", "step": 2}, 2.0))
         # The stream brings the lines, then the state: once the state is here, the lines went by.
@@ -50,7 +52,7 @@ async def test_another_nodes_history_is_let_go_and_read_again_whole(
             lambda: (state := gateway.get("j")) is not None and state.document.get("step") == 2,
             what="the state after the lines",
         )
-        assert gateway.histories.size == 0 and "j" not in gateway_bus.reader._marks
+        assert gateway.histories.budget.size == 0 and "j" not in gateway_bus.reader._marks
         await wait_for(lambda: gateway_holds(5), what="the whole history read again")
     finally:
         for task in tasks:

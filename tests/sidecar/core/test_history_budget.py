@@ -109,21 +109,21 @@ def test_hub_releases_a_history_nobody_follows_and_its_source_stops_following_it
     hub = JobHub(node="here", clock=lambda: now[0], history_grace=10)
     interest = Interest(hub)
     hub.apply(seen("j"))
-    assert hub.history("j") is None  # a REST request's first look
+    assert hub.histories.use("j") is None  # a REST request's first look
     hub.apply(HistoryLines("here", "j", lines(10), reset=True))
-    assert hub.histories.size == 2000 and len(hub.histories) == 1
+    assert hub.histories.budget.size == 2000 and len(hub.histories.budget) == 1
     now[0] += 9
-    assert hub.release_idle_histories() == 0
+    assert hub.histories.release_idle() == 0
     now[0] += 1
-    assert hub.release_idle_histories() == 1
+    assert hub.histories.release_idle() == 1
     assert interest.heard == [("wanted", "j"), ("unwanted", "j")]
-    assert hub.histories.size == 0 and len(hub.histories) == 0
+    assert hub.histories.budget.size == 0 and len(hub.histories.budget) == 0
     hub.apply(HistoryLines("here", "j", lines(3)))  # late lines of a history let go: ignored
-    assert hub.histories.size == 0
-    assert hub.history("j") is None  # wanted again: read again, from the start
+    assert hub.histories.budget.size == 0
+    assert hub.histories.use("j") is None  # wanted again: read again, from the start
     assert interest.heard[-1] == ("wanted", "j")
     hub.apply(HistoryLines("here", "j", lines(12), reset=True))
-    log = hub.history("j")
+    log = hub.histories.use("j")
     assert log is not None and len(log.entries) == 12
 
 
@@ -135,12 +135,12 @@ def test_hub_holds_a_history_while_a_client_follows_it_and_releases_it_after() -
     subscription = hub.subscribe("j", history=True)
     hub.apply(HistoryLines("here", "j", lines(10), reset=True))
     now[0] += 3600
-    assert hub.release_idle_histories() == 0 and subscription.history_log is not None
+    assert hub.histories.release_idle() == 0 and subscription.history_log is not None
     hub.unsubscribe(subscription)
     now[0] += 9
-    assert hub.release_idle_histories() == 0
+    assert hub.histories.release_idle() == 0
     now[0] += 1
-    assert hub.release_idle_histories() == 1
+    assert hub.histories.release_idle() == 1
     assert interest.heard[-1] == ("unwanted", "j")
 
 
@@ -150,13 +150,13 @@ def test_hub_a_nodes_publisher_follows_the_histories_of_the_nodes_own_jobs() -> 
     hub = JobHub(node="here", clock=lambda: now[0], history_grace=10)
     watch = hub.watch_all()
     hub.apply(seen("j"))
-    hub.history("j")
+    hub.histories.use("j")
     hub.apply(HistoryLines("here", "j", lines(10), reset=True))
     now[0] += 3600
-    assert hub.release_idle_histories() == 0 and hub.histories.size == 2000
+    assert hub.histories.release_idle() == 0 and hub.histories.budget.size == 2000
     hub.unwatch_jobs(watch)  # the publisher stops: the histories nobody else follows go
     now[0] += 10
-    assert hub.release_idle_histories() == 1 and hub.histories.size == 0
+    assert hub.histories.release_idle() == 1 and hub.histories.budget.size == 0
 
 
 def test_hub_keeps_all_histories_within_their_bytes_unfollowed_ones_first() -> None:
@@ -167,25 +167,25 @@ def test_hub_keeps_all_histories_within_their_bytes_unfollowed_ones_first() -> N
         hub.apply(seen(job_id))
     subscription = hub.subscribe("followed", history=True)
     hub.apply(HistoryLines("here", "followed", lines(20), reset=True))
-    hub.history("old")
+    hub.histories.use("old")
     hub.apply(HistoryLines("here", "old", lines(20), reset=True))
     now[0] += 1
-    hub.history("new")
+    hub.histories.use("new")
     hub.apply(HistoryLines("here", "new", lines(20), reset=True))  # 12,000: over
-    assert ("unwanted", "old") in interest.heard and hub.history("old") is None
-    assert hub.histories.size == 8000
+    assert ("unwanted", "old") in interest.heard and hub.histories.use("old") is None
+    assert hub.histories.budget.size == 8000
     hub.apply(HistoryLines("here", "followed", lines(40)))  # 16,000: "new" goes, then a trim
     assert ("unwanted", "new") in interest.heard
     log = subscription.history_log
-    assert log is not None and log.total == 60 and log.footprint == hub.histories.size
-    assert hub.histories.size <= 10_000 * 7 // 8
+    assert log is not None and log.total == 60 and log.footprint == hub.histories.budget.size
+    assert hub.histories.budget.size <= 10_000 * 7 // 8
 
 
 def test_hub_frees_the_history_bytes_of_a_job_removed() -> None:
     hub = JobHub(node="here")
     hub.apply(seen("j"))
-    hub.history("j")
+    hub.histories.use("j")
     hub.apply(HistoryLines("here", "j", lines(10), reset=True))
-    assert hub.histories.size == 2000
+    assert hub.histories.budget.size == 2000
     hub.apply(JobGone("here", "j"))
-    assert hub.histories.size == 0 and len(hub.histories) == 0
+    assert hub.histories.budget.size == 0 and len(hub.histories.budget) == 0

@@ -5,19 +5,23 @@ from typing import Any
 
 import pytest
 
+from sidecar.core.client_limits import TooManyClients
 from sidecar.core.events import HistoryLines, JobGone, JobSeen
-from sidecar.core.hub import JobHub, TooManyClients, UnknownJob, Version
+from sidecar.core.hub import JobHub, UnknownJob
 from sidecar.core.patch import apply_merge_patch
 from sidecar.core.protocol import ENVELOPE_KEYS
-from sidecar.core.state import JobState, with_document
+from sidecar.core.version import Version
 
 T0 = 1_762_432_200.0
 
 
-def state(job_id: str = "j", **fields: Any) -> JobState:
-    return with_document(
-        job_id, {"status": "running", **fields}, modified_at=T0, now=T0, stall_after=60
-    )
+def hub_at_t0(**limits: int) -> JobHub:
+    return JobHub(clock=lambda: T0, **limits)
+
+
+def seen(hub: JobHub, job_id: str = "j", **fields: Any) -> None:
+    """The job as its source read it (the one way in: ``apply``)."""
+    hub.apply(JobSeen(hub.node, job_id, {"status": "running", **fields}, T0))
 
 
 def decode(frame: bytes) -> dict[str, Any]:
@@ -27,32 +31,32 @@ def decode(frame: bytes) -> dict[str, Any]:
 
 
 def test_put_numbers_versions_and_skips_no_change() -> None:
-    hub = JobHub()
-    hub.put(state(step=1))
+    hub = hub_at_t0()
+    seen(hub, step=1)
     first = hub.version("j")
     assert first is not None
-    hub.put(state(step=1))
+    seen(hub, step=1)
     assert hub.version("j") is first
-    hub.put(state(step=2))
+    seen(hub, step=2)
     second = hub.version("j")
     assert second is not None and second.seq > first.seq
 
 
 def test_seq_keeps_increasing_when_a_job_comes_back() -> None:
-    hub = JobHub()
-    hub.put(state(step=1))
+    hub = hub_at_t0()
+    seen(hub, step=1)
     before = hub.version("j")
-    hub.remove("j")
-    hub.put(state(step=1))
+    hub.apply(JobGone(hub.node, "j"))
+    seen(hub, step=1)
     after = hub.version("j")
     assert before is not None and after is not None and after.seq > before.seq
 
 
 def test_frames_are_encoded_once_and_shared() -> None:
-    hub = JobHub()
-    hub.put(state(step=1))
+    hub = hub_at_t0()
+    seen(hub, step=1)
     first = hub.version("j")
-    hub.put(state(step=2))
+    seen(hub, step=2)
     second = hub.version("j")
     assert first is not None and second is not None
     assert second.patch_frame(first) is second.patch_frame(first)
@@ -68,16 +72,16 @@ def test_frames_are_encoded_once_and_shared() -> None:
 
 
 def test_patch_for_a_client_that_skipped_versions() -> None:
-    hub = JobHub()
-    hub.put(state(a=1, b=2))
-    seen = hub.version("j")
-    hub.put(state(a=2, b=2))
-    hub.put(state(a=2, c=3))
+    hub = hub_at_t0()
+    seen(hub, a=1, b=2)
+    known = hub.version("j")
+    seen(hub, a=2, b=2)
+    seen(hub, a=2, c=3)
     latest = hub.version("j")
-    assert seen is not None and latest is not None
-    patch = decode(latest.patch_frame(seen))
+    assert known is not None and latest is not None
+    patch = decode(latest.patch_frame(known))
     client = apply_merge_patch(
-        {k: v for k, v in decode(seen.snapshot_frame()).items() if k not in ENVELOPE_KEYS},
+        {k: v for k, v in decode(known.snapshot_frame()).items() if k not in ENVELOPE_KEYS},
         {k: v for k, v in patch.items() if k not in ENVELOPE_KEYS},
     )
     assert client == latest.body
@@ -101,25 +105,25 @@ def test_version_patch_from_an_unrelated_version_is_correct() -> None:
 
 
 async def test_subscription_wakes_on_new_versions_and_removal() -> None:
-    hub = JobHub()
-    hub.put(state(step=1))
+    hub = hub_at_t0()
+    seen(hub, step=1)
     sub = hub.subscribe("j")
     await sub.wait()  # a new subscription has something to send at once
     assert sub.version is hub.version("j")
-    hub.put(state(step=2))
-    hub.put(state(step=3))
+    seen(hub, step=2)
+    seen(hub, step=3)
     await sub.wait()
     version = sub.version
     assert version is not None and version.body["step"] == 3
-    hub.remove("j")
+    hub.apply(JobGone(hub.node, "j"))
     await sub.wait()
     assert sub.version is None
 
 
 def test_limits() -> None:
-    hub = JobHub(max_clients=3, max_clients_per_job=2)
-    hub.put(state("a"))
-    hub.put(state("b"))
+    hub = hub_at_t0(max_clients=3, max_clients_per_job=2)
+    seen(hub, "a")
+    seen(hub, "b")
     with pytest.raises(UnknownJob):
         hub.subscribe("c")
     subs = [hub.subscribe("a"), hub.subscribe("a")]
@@ -136,9 +140,9 @@ def test_limits() -> None:
 
 
 def test_one_address_cannot_take_a_whole_job() -> None:
-    hub = JobHub(max_clients_per_job=4, max_clients_per_address=2)
-    hub.put(state("a"))
-    hub.put(state("b"))
+    hub = hub_at_t0(max_clients_per_job=4, max_clients_per_address=2)
+    seen(hub, "a")
+    seen(hub, "b")
     mine = [hub.subscribe("a", address="10.0.0.1") for _ in range(2)]
     with pytest.raises(TooManyClients, match="too many clients for this job from this address"):
         hub.subscribe("a", address="10.0.0.1")

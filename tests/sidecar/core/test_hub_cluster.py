@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from sidecar.core.events import HistoryLines, JobGone, JobPublished, JobSeen, NodeBack, NodeLost
-from sidecar.core.hub import RESUME_DEPTH, JobHub
+from sidecar.core.hub import JobHub
+from sidecar.core.kept_versions import RESUME_DEPTH
 from sidecar.core.patch import apply_merge_patch
 from sidecar.core.protocol import ENVELOPE_KEYS
 from sidecar.core.state import JobState
@@ -182,7 +183,7 @@ def test_a_publisher_watch_sees_changes_and_history_but_is_no_client() -> None:
     hub = JobHub(node="here", max_clients=1)
     watch = hub.watch_all()
     hub.apply(seen(step=1))
-    hub.history("j")
+    hub.histories.use("j")
     hub.apply(HistoryLines("here", "j", (b'{"loss":1}',), reset=True))
     assert watch.changed == {"j"} and watch.history_changed == {"j"}
     assert hub.client_count == 0
