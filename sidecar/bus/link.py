@@ -1,11 +1,10 @@
-"""The connection to Redis and its state: clients, backoff, up or down (said once each way)."""
+"""The connection to Redis and its state: clients, up or down (said once each way)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-import random
 import urllib.parse
 from collections.abc import Callable, Sequence
 from typing import Final
@@ -21,16 +20,15 @@ logger = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT: Final = 2.0
 SOCKET_TIMEOUT: Final = 5.0
-MIN_BACKOFF: Final = 0.1
-MAX_BACKOFF: Final = 5.0
 
 FAILURES = (RedisError, OSError)
 """What a Redis command raises when Redis is down, restarting or unreachable."""
 
 
 def connect(url: str) -> aioredis.Redis:
-    """A client for ``url``. It never sends a command again by itself: the bus retries, after
-    dropping every connection (a transaction sent twice would append history twice)."""
+    """A client for ``url``. It never sends a command again by itself (``NoBackoff``, no
+    retry, on purpose): the bus's tasks retry, with ``sidecar.core.backoff``, after dropping
+    every connection (a transaction sent twice would append history twice)."""
     client: aioredis.Redis = aioredis.Redis.from_url(
         url,
         socket_connect_timeout=CONNECT_TIMEOUT,
@@ -61,20 +59,6 @@ async def refused(url: str) -> None:
     finally:
         with contextlib.suppress(*FAILURES):
             await client.aclose()
-
-
-class Backoff:
-    """Pauses between retries: from ``MIN_BACKOFF`` doubling to ``MAX_BACKOFF``, jittered."""
-
-    def __init__(self) -> None:
-        self.delay = MIN_BACKOFF
-
-    def next(self) -> float:
-        delay, self.delay = self.delay, min(MAX_BACKOFF, self.delay * 2)
-        return delay * random.uniform(0.5, 1.0)
-
-    def reset(self) -> None:
-        self.delay = MIN_BACKOFF
 
 
 READING: Final = "reading"

@@ -19,10 +19,12 @@ import redis.asyncio as aioredis
 
 from sidecar.bus import wire
 from sidecar.bus.defaults import FINISHED_TTL, HEARTBEAT_INTERVAL, RUNNING_TTL, STREAM_LENGTH
-from sidecar.bus.link import FAILURES, WRITING, Backoff, Link
+from sidecar.bus.link import FAILURES, WRITING, Link
+from sidecar.core.backoff import Backoff
 from sidecar.core.contract import is_valid_job_id
-from sidecar.core.hub import JobHub, JobsWatch
+from sidecar.core.hub import JobHub
 from sidecar.core.state import JobState
+from sidecar.core.subscription import JobsWatch
 
 logger = logging.getLogger(__name__)
 
@@ -200,7 +202,7 @@ class Publisher:
                 )
             return
         if job_id not in published:
-            self.hub.history(job_id)  # every history of a node's own jobs goes to the bus
+            self.hub.histories.use(job_id)  # every history of a node's own jobs goes to the bus
         published.add(job_id)
         message = wire.state_message(state, version.epoch, version.seq)
         self._xadd(pipe, message)
@@ -212,7 +214,7 @@ class Publisher:
     def _write_history(self, pipe: Any, job_id: str, cursors: dict[str, wire.HistoryMark]) -> int:
         """Queue what is new of a job's history; returns how many entries."""
         state = self._own(job_id)
-        log = self.hub.history(job_id) if state is not None else None
+        log = self.hub.histories.use(job_id) if state is not None else None
         if state is None or log is None:
             return 0
         cursor = cursors.get(job_id)

@@ -22,7 +22,8 @@ from redis.exceptions import ResponseError
 
 from sidecar.bus import wire
 from sidecar.bus.defaults import HEARTBEAT_INTERVAL
-from sidecar.bus.link import FAILURES, READING, Backoff, Link
+from sidecar.bus.link import FAILURES, READING, Link
+from sidecar.core.backoff import Backoff
 from sidecar.core.events import (
     Event,
     GuardedSink,

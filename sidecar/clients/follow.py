@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import random
 import re
 import socket
 from collections.abc import AsyncIterator, Callable
@@ -18,26 +17,28 @@ from urllib.parse import quote, urlencode
 import aiohttp
 from yarl import URL
 
+from sidecar.clients.errors import FollowError, InvalidURL, SidecarUnreachable, StreamError
+from sidecar.clients.reconnection import Reconnection, is_final
+from sidecar.clients.resume_point import LogCallback, ResumePoint
+from sidecar.core.backoff import MAX_BACKOFF, MIN_BACKOFF, Backoff
 from sidecar.core.codec import JSONObject, decode_document
-from sidecar.core.patch import apply_merge_patch
-from sidecar.core.protocol import (
-    ENVELOPE_KEYS,
-    FINAL_CLOSE_CODES,
-    LOG,
-    PATCH,
-    RESUMED,
-    SNAPSHOT,
-    UNAUTHORIZED,
-    CloseCode,
-    is_epoch,
-)
+from sidecar.core.protocol import UNAUTHORIZED, CloseCode
 from sidecar.core.version import VersionId
 
-logger = logging.getLogger(__name__)
+__all__ = [
+    "GIVE_UP_AFTER",
+    "FollowError",
+    "InvalidURL",
+    "LogCallback",
+    "RetryCallback",
+    "SidecarUnreachable",
+    "StreamError",
+    "follow_job",
+    "sidecar_url",
+    "ws_url",
+]
 
-LogCallback = Callable[[list[JSONObject], bool], None]
-"""Called with each batch of history entries, and whether it replaces all earlier ones (after a
-reconnection the first batch is the whole history again, and replaces them)."""
+logger = logging.getLogger(__name__)
 
 RetryCallback = Callable[[int | None, str], None]
 """Called before each pause to reconnect, with the close code (None when no WebSocket opened)
@@ -46,45 +47,9 @@ and the reason: 4404 while waiting for a job to appear, 1001 when the sidecar sh
 GIVE_UP_AFTER = 60.0
 """``follow_job``'s default: seconds without contact with the sidecar before it gives up."""
 
-CONNECT_TIMEOUT = 10.0
-"""The longest one opening handshake may take (less when the give-up time is nearer, 1 s at
-least)."""
-
 _SCHEMES = {"http": "http", "https": "https", "ws": "http", "wss": "https"}
 # What may be typed without a scheme: host[:port][/path], the host a name, an IPv4 or [IPv6].
 _SCHEMELESS = re.compile(r"(?://)?(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(?::\d+)?(?:/[^?#\s]*)?")
-
-
-class FollowError(Exception):
-    """Following a job failed for good: the base of this module's errors."""
-
-
-class InvalidURL(FollowError, ValueError):
-    """The sidecar's URL is not one this client can use."""
-
-    def __init__(self, url: str, reason: str) -> None:
-        super().__init__(f"invalid sidecar url {url!r}: {reason}")
-        self.url = url
-        self.reason = reason
-
-
-class StreamError(FollowError):
-    """The server refused the stream for good; ``code`` is the WebSocket close code (403 and
-    other HTTP statuses when the opening handshake was refused)."""
-
-    def __init__(self, code: int, reason: str) -> None:
-        super().__init__(f"{reason} ({code})")
-        self.code = code
-        self.reason = reason
-
-
-class SidecarUnreachable(FollowError):
-    """No connection to the sidecar could be made for ``give_up_after`` seconds."""
-
-    def __init__(self, url: str, reason: str) -> None:
-        super().__init__(f"cannot reach {url}: {reason}")
-        self.url = url
-        self.reason = reason
 
 
 def sidecar_url(url: str) -> str:
@@ -141,17 +106,6 @@ def ws_url(
     return f"{base}/ws/training/{quote(job_id, safe='')}{query}"
 
 
-def _version_of(message: JSONObject) -> VersionId | None:
-    """The ``(epoch, seq)`` a message names, if it names one a ``since`` can carry (a sidecar
-    before resumption sends no epoch)."""
-    epoch, seq = message.get("epoch"), message.get("seq")
-    if not isinstance(epoch, str) or not is_epoch(epoch):
-        return None
-    if not isinstance(seq, int) or isinstance(seq, bool) or not 0 <= seq < 10**18:
-        return None
-    return epoch, seq
-
-
 def _failure(error: BaseException) -> str:
     """A short reason for a failed connection: ``connection refused``, not aiohttp's repr."""
     if isinstance(error, aiohttp.ClientConnectorError):
@@ -191,8 +145,8 @@ async def follow_job(
     wait_for_job: bool = False,
     give_up_after: float | None = GIVE_UP_AFTER,
     token: str | None = None,
-    min_backoff: float = 0.1,
-    max_backoff: float = 5.0,
+    min_backoff: float = MIN_BACKOFF,
+    max_backoff: float = MAX_BACKOFF,
     session: aiohttp.ClientSession | None = None,
 ) -> AsyncIterator[JSONObject]:
     """Yield the job's whole state after each message, until a state with ``complete: true``.
@@ -217,7 +171,8 @@ async def follow_job(
         give_up_after: seconds without contact before giving up; None: never. The default,
             a minute, rides out a sidecar restart and tells a dashboard of an outage.
         token: the sidecar's bearer token, if it has one.
-        min_backoff: first pause before a reconnection, in seconds.
+        min_backoff: seconds the pauses before a reconnection double from (the first is
+            between half of it and all of it: ``sidecar.core.backoff``).
         max_backoff: longest pause before a reconnection, in seconds.
         session: an aiohttp session to use (one is made otherwise).
 
@@ -233,75 +188,35 @@ async def follow_job(
     """
     base = sidecar_url(base_url)
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    loop = asyncio.get_running_loop()
-    contact = loop.time()  # the give-up clock runs from here
-    failures = 0
-    seen_any = False
-    state: JSONObject | None = None  # the job's state, kept across connections to resume from
-    version: VersionId | None = None  # the version of ``state``, once a message named one
-    logged = False  # on_log has been called
+    point = ResumePoint(on_log)
+    retry = Reconnection(
+        base,
+        give_up_after=give_up_after,
+        backoff=Backoff(base=min_backoff, cap=max_backoff),
+        clock=asyncio.get_running_loop().time,
+    )
     own = session is None
     http = session or aiohttp.ClientSession()
     try:
         while True:
             code: int | None = None
             streamed = False
-            left = None if give_up_after is None else contact + give_up_after - loop.time()
             try:
-                handshake = (
-                    CONNECT_TIMEOUT if left is None else min(CONNECT_TIMEOUT, max(1.0, left))
-                )
-                url = ws_url(base, job_id, history=on_log is not None, since=version)
-                async with asyncio.timeout(handshake):
-                    ws = await http.ws_connect(url, heartbeat=30, headers=headers)
+                handshake = retry.handshake_timeout()
+                url = ws_url(base, job_id, history=on_log is not None, since=point.version)
+                ws = await _connect(http, url, headers, timeout=handshake)
                 async with ws:
-                    first_state = first_log = True  # this connection's first messages
-                    reason = "connection lost"
-                    while True:
-                        message = await ws.receive()
-                        if message.type == aiohttp.WSMsgType.CLOSE:
-                            reason = message.extra or "closed"
-                            break
-                        if message.type in (aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR):
-                            break
-                        if message.type != aiohttp.WSMsgType.TEXT:
+                    point.connected()
+                    while isinstance(message := await _read_message(ws), dict):
+                        state = point.take(message)
+                        if state is None:
                             continue
-                        try:
-                            # What a server sends is from outside too: the same boundary.
-                            data = decode_document(message.data.encode())
-                        except ValueError as e:
-                            raise FollowError(f"not a progress-sidecar stream: {e}") from e
-                        if not isinstance(data, dict):
-                            raise FollowError("not a progress-sidecar stream: not a json object")
-                        kind = data.get("type")
-                        named = _version_of(data)
-                        resumed = data.get(RESUMED) is True
-                        for key in ENVELOPE_KEYS:
-                            data.pop(key, None)
-                        if kind == LOG:
-                            if on_log is not None:
-                                # A connection's first log has the whole history: after a
-                                # reconnection it replaces what the earlier ones had.
-                                reset = bool(data.get("reset")) or (first_log and logged)
-                                on_log(data.get("entries", []), reset)
-                                first_log, logged = False, True
-                            continue
-                        # A patch applies to the state held, but on a connection that does not
-                        # resume from it: there the first patch must say ``resumed``.
-                        onto = state if not first_state or (kind == PATCH and resumed) else None
-                        state = (
-                            data
-                            if kind == SNAPSHOT or onto is None
-                            else apply_merge_patch(onto, data)
-                        )
-                        assert isinstance(state, dict)
-                        version = named
-                        first_state = False
-                        failures = 0
-                        seen_any = streamed = True
+                        retry.backoff.reset()
+                        streamed = True
                         yield state
                         if state.get("complete") is True:
                             return
+                    reason = message
                     code = ws.close_code
             except aiohttp.WSServerHandshakeError as e:
                 if (refusal := _refusal(e, base)) is not None:
@@ -309,22 +224,11 @@ async def follow_job(
                 reason = f"http {e.status} {e.message}".strip()
             except (aiohttp.ClientError, OSError, TimeoutError) as e:
                 reason = _failure(e)
-            if code in FINAL_CLOSE_CODES or (
-                code == CloseCode.NOT_FOUND and (seen_any or not wait_for_job)
+            if code is not None and is_final(
+                code, followed=point.state is not None, wait=wait_for_job
             ):
                 raise StreamError(code, reason)
-            now = loop.time()
-            if streamed or code == CloseCode.NOT_FOUND:
-                contact = now  # the sidecar answered: count from here
-            failures += 1
-            delay = random.uniform(min_backoff, min(max_backoff, min_backoff * 2**failures))
-            if give_up_after is not None:
-                left = contact + give_up_after - now
-                if left <= 0:
-                    if code is not None:
-                        raise StreamError(code, reason)
-                    raise SidecarUnreachable(base, reason)
-                delay = min(delay, left)
+            delay = retry.pause(code, reason, contact=streamed or code == CloseCode.NOT_FOUND)
             logger.info(
                 "job %s: stream ended (%s, %s); reconnecting in %.2f s", job_id, code, reason, delay
             )
@@ -334,3 +238,34 @@ async def follow_job(
     finally:
         if own:
             await http.close()
+
+
+async def _connect(
+    http: aiohttp.ClientSession, url: str, headers: dict[str, str], *, timeout: float
+) -> aiohttp.ClientWebSocketResponse:
+    """Open the stream; the opening handshake may take ``timeout`` seconds."""
+    async with asyncio.timeout(timeout):
+        return await http.ws_connect(url, heartbeat=30, headers=headers)
+
+
+async def _read_message(ws: aiohttp.ClientWebSocketResponse) -> JSONObject | str:
+    """The stream's next message, decoded; once the stream ends, why it did.
+
+    Raises:
+        FollowError: the message is not a JSON object.
+    """
+    while True:
+        message = await ws.receive()
+        if message.type == aiohttp.WSMsgType.CLOSE:
+            return str(message.extra or "closed")
+        if message.type in (aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR):
+            return "connection lost"
+        if message.type == aiohttp.WSMsgType.TEXT:
+            try:
+                # What a server sends is from outside too: the same boundary.
+                data = decode_document(message.data.encode())
+            except ValueError as e:
+                raise FollowError(f"not a progress-sidecar stream: {e}") from e
+            if not isinstance(data, dict):
+                raise FollowError("not a progress-sidecar stream: not a json object")
+            return data

@@ -91,6 +91,11 @@ class JobLayout:
         in_dir = len(parts) == 2 and parts[0] == PLACEHOLDER
         object.__setattr__(self, "_name_in_dir", parts[1] if in_dir else None)
 
+    @property
+    def file_name(self) -> str | None:
+        """The name of a job's file in the usual layout, ``{job_id}/<name>``; None in others."""
+        return self._name_in_dir
+
     def file_for(self, job_id: str) -> Path:
         """The progress file of a job; ``job_id`` must be valid."""
         assert is_valid_job_id(job_id), job_id

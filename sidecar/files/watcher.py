@@ -33,6 +33,7 @@ from sidecar.files.notify import (
 )
 from sidecar.files.reader import DEFAULT_MAX_BYTES
 from sidecar.files.rescan import poll_pause, refresh_differing, rescan_pause
+from sidecar.files.root_hint import RootHint
 from sidecar.files.stats import WatchStats
 
 logger = logging.getLogger(__name__)
@@ -111,6 +112,8 @@ class FileWatcher:
         if interest is not None:
             interest.listen(self._history_wanted, unwanted=self._history_unwanted)
         self.root_present = False
+        self.root_hint = RootHint(layout)
+        """Which ``--root`` was likely meant, when this one looks one level off."""
         self.ready = asyncio.Event()
         """Set once the jobs on disk at start are known, or the root is found missing."""
 
@@ -183,6 +186,7 @@ class FileWatcher:
                     "what lies under the jobs root (said once)",
                     link,
                 )
+        await self.root_hint.check(scan)
         # History first, as in _watch: a final state comes after the last entries.
         self.histories.read_all_new()
         await refresh_differing(scan, self.jobs, self.histories.refresh_after)

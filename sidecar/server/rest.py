@@ -58,7 +58,7 @@ async def get_history(request: web.Request) -> web.Response:
     hub = request.app[HUB]
     if job_id not in hub:
         return json_error(404, UNKNOWN_JOB.reason)
-    log = await hub.loaded_history(job_id, timeout=HISTORY_LOAD_TIMEOUT)
+    log = await hub.histories.loaded(job_id, timeout=HISTORY_LOAD_TIMEOUT)
     entries = list(log.entries) if log is not None else []
     body = encode_with_list({"job_id": job_id}, "entries", entries)
     return web.Response(body=body, content_type="application/json")
@@ -83,6 +83,8 @@ async def health(request: web.Request) -> web.Response:
                 "root_present": watcher.root_present,
             }
         )
+        if watcher.root_hint.text is not None:
+            health["hint"] = watcher.root_hint.text  # a hint, not a failure: still "ok"
     else:
         health["role"] = "gateway"
     health.update({"jobs": len(hub), "clients": hub.client_count})

@@ -2,9 +2,9 @@
 
 A task that raises, or ends when it should run for ever, is logged (with its traceback the
 first time it fails that way), counted, and started again after a backoff that doubles from
-``MIN_BACKOFF`` to ``MAX_BACKOFF`` (jittered) and starts over once the task has run well for
-``HEALTHY_AFTER`` seconds. From its failure until it has run that long again, the task is
-``down``: ``/healthz`` answers 503 and names it.
+``MIN_BACKOFF`` to ``MAX_BACKOFF`` (``sidecar.core.backoff``: half of each pause jittered) and
+starts over once the task has run well for ``HEALTHY_AFTER`` seconds. From its failure until
+it has run that long again, the task is ``down``: ``/healthz`` answers 503 and names it.
 """
 
 from __future__ import annotations
@@ -12,18 +12,17 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-import random
 import time
 from collections.abc import Awaitable, Callable
 from typing import Final
+
+from sidecar.core.backoff import MAX_BACKOFF, MIN_BACKOFF, Backoff
 
 logger = logging.getLogger(__name__)
 
 Work = Callable[[], Awaitable[None]]
 """A background task's body: runs until cancelled (returning is a failure too)."""
 
-MIN_BACKOFF: Final = 0.1
-MAX_BACKOFF: Final = 5.0
 HEALTHY_AFTER: Final = 1.0
 """Seconds a restarted task must run before it counts as up again (and its backoff resets)."""
 
@@ -78,18 +77,17 @@ class Supervisor:
         self._tasks.clear()
 
     async def _keep(self, name: str, work: Work) -> None:
-        backoff = self.min_backoff
+        backoff = Backoff(base=self.min_backoff, cap=self.max_backoff)
         while True:
             began = time.monotonic()
             error = await self._run_once(name, work)
             if time.monotonic() - began >= self.healthy_after:
-                backoff = self.min_backoff  # it ran well for a while: this is a new failure
+                backoff.reset()  # it ran well for a while: this is a new failure
             self.restarts[name] += 1
-            pause = backoff * random.uniform(0.5, 1.0)
+            pause = backoff.next()
             self._down[name] = _reason(error)
             self._report(name, error, pause)
             await asyncio.sleep(pause)
-            backoff = min(self.max_backoff, backoff * 2)
 
     async def _run_once(self, name: str, work: Work) -> BaseException | None:
         """Run the task until it fails; returns what it raised (None: it returned)."""

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.metadata
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -15,11 +15,13 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from scripts.support.listening import await_listening
+from sidecar.server import arguments
 from sidecar.server.cli import main, parse_settings
+from sidecar.server.settings import Settings
 from tests.helpers import write_atomic
 from tests.sidecar.server.test_lifecycle import unprivileged
 
-URL_LINE = re.compile(rb"listening on (http://127\.0\.0\.1:\d+)")
 CONSOLE_SCRIPT = Path(sys.executable).with_name("progress-sidecar")
 
 
@@ -116,11 +118,9 @@ async def start(
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
-    assert process.stdout is not None
-    line = await asyncio.wait_for(process.stdout.readline(), 10)
-    match = URL_LINE.search(line)
-    assert match, line
-    return Running(process, match.group(1).decode())
+    listening = await await_listening(process, timeout=10, what="the sidecar")
+    assert listening.host == "127.0.0.1", listening
+    return Running(process, listening.url)
 
 
 @pytest.fixture
@@ -226,3 +226,104 @@ def test_port_in_use_is_a_clear_error(tmp_path: Path) -> None:
         )
     assert result.returncode == 1
     assert f"cannot serve on 127.0.0.1:{port}" in result.stderr
+
+
+def test_help_groups_the_options_and_its_usage_shows_tail(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("SIDECAR_ROOT", raising=False)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    usage = out.split("\n\n", 1)[0].splitlines()
+    assert usage == [
+        "usage: progress-sidecar [--root DIR] [--redis URL] [--host HOST] [--port PORT] [options]",
+        "       progress-sidecar tail JOB_ID [--url URL] [--wait]",
+    ]
+    titles = [line[:-1] for line in out.splitlines() if line.endswith(":") and line[0] != " "]
+    assert titles == [
+        "options", "where to look", "serving", "clients and limits", "memory", "cluster",
+        "access", "logging",
+    ]  # fmt: skip
+    section = out.split("\nmemory:\n", 1)[1].split("\ncluster:\n", 1)[0]
+    assert "--history-bytes" in section and "--max-clients " not in section
+
+
+def test_every_flag_of_the_parser_keeps_its_settings_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Grouping the options changed no default: each is the one of ``Settings``."""
+    for name in ("SIDECAR_TOKEN", "SIDECAR_REDIS_URL"):
+        monkeypatch.delenv(name, raising=False)
+    settings, _ = parse_settings(["--root", str(tmp_path)])
+    assert settings == Settings(root=tmp_path)
+
+
+def test_version_prints_the_installed_version_and_exits_0() -> None:
+    result = subprocess.run(
+        [str(CONSOLE_SCRIPT), "--version"], capture_output=True, text=True, timeout=20
+    )
+    installed = importlib.metadata.version("progress-sidecar")
+    assert (result.returncode, result.stdout, result.stderr) == (
+        0,
+        f"progress-sidecar {installed}\n",
+        "",
+    )
+    assert installed == "0.1.0"
+
+
+def test_version_without_an_installed_distribution(monkeypatch: pytest.MonkeyPatch) -> None:
+    def not_installed(name: str) -> str:
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(importlib.metadata, "version", not_installed)
+    assert arguments.version() == "unknown (not installed)"
+
+
+@pytest.mark.parametrize(
+    ("host", "error"),
+    [
+        ("not..a..host", "argument --host: not an IP address or a host name: 'not..a..host' "
+         "(e.g. 127.0.0.1, 0.0.0.0 or localhost)"),
+        ("999.1.1.1", "argument --host: not an IP address: '999.1.1.1'"),
+        ("no-such-host.invalid", "--host no-such-host.invalid: cannot resolve it ("),
+    ],
+)  # fmt: skip
+def test_a_bad_host_is_one_error_line_before_any_warning(
+    tmp_path: Path, host: str, error: str
+) -> None:
+    """Not the warning about a non-loopback host without a token, then a traceback: only the
+    error, exit 2."""
+    env = {k: v for k, v in os.environ.items() if k != "SIDECAR_TOKEN"}
+    result = subprocess.run(
+        [str(CONSOLE_SCRIPT), "--root", str(tmp_path), "--port", "0", "--host", host],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=env,
+    )
+    assert result.returncode == 2
+    [line] = result.stderr.splitlines()
+    assert line.startswith(f"progress-sidecar: error: {error}"), line
+    assert result.stdout == ""
+
+
+@pytest.mark.parametrize(("host", "listens_on"), [("[::1]", "::1"), ("localhost", "localhost")])
+def test_a_host_may_be_bracketed_or_a_name(tmp_path: Path, host: str, listens_on: str) -> None:
+    settings, _ = parse_settings(["--root", str(tmp_path), "--host", host])
+    assert settings.host == listens_on
+
+
+async def test_an_open_host_without_a_token_is_warned_once_listening(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "SIDECAR_TOKEN"}
+    process = await asyncio.create_subprocess_exec(
+        str(CONSOLE_SCRIPT), "--root", str(tmp_path), "--port", "0", "--host", "0.0.0.0",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
+    )  # fmt: skip
+    await await_listening(process, timeout=10, what="the sidecar")
+    process.terminate()
+    assert await asyncio.wait_for(process.wait(), 5) == 0
+    assert process.stderr is not None
+    log = (await process.stderr.read()).decode()
+    assert log.count("listening on 0.0.0.0 with neither a token nor --allowed-host") == 1
