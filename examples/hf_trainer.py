@@ -19,7 +19,7 @@ import tempfile
 from transformers import Trainer, TrainingArguments
 
 from sidecar.core.argtypes import positive_int
-from trainer import Cancelled, ProgressCallback
+from trainer import ProgressCallback
 from trainer.corpus import BlockDataset, default_corpus, load_texts
 from trainer.model import build_tiny
 
@@ -60,8 +60,9 @@ def main() -> None:
         progress = ProgressCallback(f"{args.jobs_root}/{args.job_id}")
         trainer.add_callback(progress)
 
-        # Optional: a crash is written as failed; Ctrl-C or SIGTERM as cancelled, and a second
-        # one cannot cut that final write short.
+        # Optional: a crash is written as failed; Ctrl-C or SIGTERM as cancelled (a second one
+        # cannot cut that final write short), after which the script exits 130 or 143 with
+        # one line on stderr.
         with progress.guard(signals=True):
             trainer.train()
     if progress.final_written:
@@ -71,8 +72,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except Cancelled as e:
-        print(f"cancelled by {e}", file=sys.stderr)
-        sys.exit(e.exit_status)
+    main()

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from trainer.stopping import Cancelled
+from trainer.stopping import Cancelled, CancelledExit
 from trainer.writer import ProgressWriter
 
 if TYPE_CHECKING:
     from trainer.callback import ProgressCallback
 
-__all__ = ["Cancelled", "ProgressCallback", "ProgressWriter"]
+__all__ = ["Cancelled", "CancelledExit", "ProgressCallback", "ProgressWriter"]
 
 
 def __getattr__(name: str) -> Any:

@@ -17,6 +17,8 @@ from transformers import (
 
 TINY = "tiny"
 END_OF_TEXT = "<|endoftext|>"
+CAUSAL_LM_LOSS = "ForCausalLM"
+"""The name transformers gives the loss of a causal LM (a key of its ``LOSS_MAPPING``)."""
 
 
 @dataclass
@@ -58,7 +60,7 @@ def build_tiny(
         eos_token_id=end,
     )
     torch.manual_seed(seed)
-    model = GPT2LMHeadModel(config)
+    model = _with_causal_lm_loss(GPT2LMHeadModel(config))
 
     def encode(batch: list[str]) -> list[int]:
         ids: list[int] = []
@@ -73,7 +75,7 @@ def build_tiny(
 def load_local(path: Path, *, block_size: int = 128) -> LanguageModel:
     """A causal LM and its tokenizer from a local directory; nothing is downloaded."""
     tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-    model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True)
+    model = _with_causal_lm_loss(AutoModelForCausalLM.from_pretrained(path, local_files_only=True))
     limit = getattr(model.config, "max_position_embeddings", None) or getattr(
         model.config, "n_positions", None
     )
@@ -88,3 +90,13 @@ def load_local(path: Path, *, block_size: int = 128) -> LanguageModel:
         return ids
 
     return LanguageModel(model, encode, size)
+
+
+def _with_causal_lm_loss(model: PreTrainedModel) -> PreTrainedModel:
+    """Name the model's loss. transformers picks it by the class's name, and ``GPT2LMHeadModel``
+    (like other older names) says none it knows: it then warns "loss_type=None ... is
+    unrecognized" at the first step and uses the causal LM's loss anyway. This is that loss,
+    named, so that there is nothing to warn about."""
+    if getattr(model, "loss_type", None) is None:
+        model.loss_type = CAUSAL_LM_LOSS
+    return model

@@ -46,6 +46,16 @@ class Cancelled(BaseException):
         return 1
 
 
+class CancelledExit(SystemExit, Cancelled):
+    """A ``Cancelled`` on its way out of the process: a ``SystemExit`` whose ``code`` is its
+    ``exit_status``, so that Python, left to itself, exits with 130 or 143 and no traceback,
+    while an ``except Cancelled`` still catches it."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.code = self.exit_status
+
+
 def uninterrupted(action: Callable[[], T]) -> T:
     """Run ``action`` to its end even if an interrupt arrives meanwhile, then raise that interrupt.
 

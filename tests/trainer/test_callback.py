@@ -246,7 +246,7 @@ def test_an_evaluation_after_the_end_leaves_the_end(tmp_path: Path) -> None:
     assert [w["status"] for w in written][-1] == "completed"
     assert read_progress(tmp_path / "j")["status"] == "completed"
     assert (tmp_path / "j" / "metrics.jsonl").read_text() == history  # nothing after the end
-    assert callback.writer._history_fd is None  # and no file left open
+    assert not callback.writer.history.is_open  # and no file left open
 
 
 def test_an_odd_state_at_the_end_still_ends_the_job(

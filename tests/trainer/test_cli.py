@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import configparser
+import importlib.metadata
 import json
 import logging
 import signal
@@ -15,6 +17,8 @@ import pytest
 from tests.trainer.job_files import read_progress
 from tests.trainer.small_tmpfs import SmallTmpfs
 from trainer.cli import main
+
+REPO = Path(__file__).parents[2]
 
 
 def test_a_run_completes(tmp_path: Path) -> None:
@@ -183,8 +187,9 @@ def test_a_disk_that_fills_up_mid_run_does_not_fail_a_finished_run(
     small_tmpfs: SmallTmpfs, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A real tmpfs with 24 KiB free and a history line every step: the history stops when the
-    disk is full, without a cut line; the run exits 0, and its final state is in progress.json
-    (written over the old file, which needs no new space)."""
+    disk is full, without a cut line (a later line short enough for the tail of the last page
+    may still go in, whole); the run exits 0, and its final state is in progress.json (written
+    over the old file, which needs no new space)."""
     disk = small_tmpfs.mount(size_kib=300)
     small_tmpfs.fill(disk, leave_kib=24)
     args = ["--jobs-root", str(disk), "--job-id", "full", "--max-steps", "200"]
@@ -195,8 +200,11 @@ def test_a_disk_that_fills_up_mid_run_does_not_fail_a_finished_run(
     assert (final["status"], final["current_step"]) == ("completed", 200)
     text = (disk / "full" / "metrics.jsonl").read_text()
     assert text.endswith("\n")
-    steps = [json.loads(line)["step"] for line in text.splitlines()]
-    assert steps == list(range(1, len(steps) + 1)) and 20 < len(steps) < 200
+    steps = [json.loads(line)["step"] for line in text.splitlines()]  # every line whole
+    # Each step's line until the disk is full; after it, the tail of the last page is shorter
+    # than the line that did not fit: room for one shorter line at most.
+    assert steps[:-1] == list(range(1, len(steps))) and steps[-1] >= len(steps)
+    assert 20 < len(steps) < 200
     said = [(r.levelname, r.getMessage()) for r in caplog.records if r.name.startswith("trainer")]
     problems = [(level, message) for level, message in said if level in ("WARNING", "ERROR")]
     assert [level for level, _ in problems] == ["WARNING", "WARNING"], problems
@@ -233,3 +241,27 @@ def test_a_failure_before_the_job_began_is_written_as_failed(
     assert main(["--jobs-root", str(tmp_path), "--job-id", "j", "--max-steps", "3"]) == 1
     final = read_progress(tmp_path / "j")
     assert final["status"] == "failed" and str(final["error"]).startswith("ModuleNotFoundError")
+
+
+def test_version_is_the_packages_own() -> None:
+    """The installed command prints the version of the package's metadata (setup.cfg's) and
+    exits 0, before any check of the required flags."""
+    setup = configparser.ConfigParser()
+    setup.read(REPO / "setup.cfg")
+    command = Path(sys.executable).parent / "standalone-trainer"
+    result = subprocess.run([str(command), "--version"], capture_output=True, text=True, timeout=60)
+    assert (result.returncode, result.stderr) == (0, ""), result.stderr
+    assert result.stdout == f"standalone-trainer {setup['metadata']['version']}\n"
+
+
+def test_version_of_a_checkout_that_is_not_installed(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def not_installed(name: str) -> str:
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(importlib.metadata, "version", not_installed)
+    with pytest.raises(SystemExit) as exited:
+        main(["--version"])
+    assert exited.value.code == 0
+    assert capsys.readouterr().out == "standalone-trainer unknown (not installed)\n"

@@ -75,7 +75,7 @@ def test_a_failed_write_never_raises_and_is_logged_once_per_file_and_kind(
     blocker = tmp_path / "job"
     blocker.write_text("a file where the job directory should be")
     writer = ProgressWriter(blocker, min_interval=0)
-    with caplog.at_level(logging.WARNING, logger="trainer.writer"):
+    with caplog.at_level(logging.WARNING, logger="trainer"):
         for step in range(5):
             assert not writer.write({"step": step})
             assert not writer.append_history({"step": step})
@@ -119,7 +119,7 @@ def test_a_job_directory_deleted_mid_run_is_made_again_with_both_files(
     writer = ProgressWriter(tmp_path / "job", min_interval=0)
     writer.write({"status": "running", "step": 1})
     writer.append_history({"step": 1})
-    with caplog.at_level(logging.WARNING, logger="trainer.writer"):
+    with caplog.at_level(logging.WARNING, logger="trainer"):
         shutil.rmtree(writer.job_dir)
         assert writer.append_history({"step": 2})  # noticed by an append
         assert read_progress(writer.job_dir)["step"] == 1
@@ -174,7 +174,7 @@ def test_the_final_state_is_written_in_place_on_a_full_disk(
     writer = ProgressWriter(disk / "job", min_interval=0, retry_after=0)
     assert writer.write({"status": "running", "step": 7, "padding": "x" * 300})
     small_tmpfs.fill(disk)
-    with caplog.at_level(logging.WARNING, logger="trainer.writer"):
+    with caplog.at_level(logging.WARNING, logger="trainer"):
         assert not writer.write({"status": "running", "step": 8})
         assert writer.write_final({"status": "completed", "step": 9})
     assert read_progress(writer.job_dir) == {"status": "completed", "step": 9}
@@ -253,7 +253,7 @@ def test_a_job_directory_replaced_by_a_file_is_said_so(
     writer.append_history({"step": 1})
     shutil.rmtree(writer.job_dir)
     writer.job_dir.write_text("not a directory")
-    with caplog.at_level(logging.WARNING, logger="trainer.writer"):
+    with caplog.at_level(logging.WARNING, logger="trainer"):
         assert not writer.append_history({"step": 2})
     assert caplog.records[-1].getMessage() == (
         f"cannot write {writer.job_dir}/metrics.jsonl: [Errno 20] the job directory is not a "
