@@ -14,6 +14,7 @@ from typing import Any
 
 import aiohttp
 
+from scripts.support.listening import await_listening
 from sidecar.core.patch import apply_merge_patch
 from sidecar.core.protocol import ENVELOPE_KEYS
 
@@ -226,11 +227,8 @@ async def spawn_sidecar(
         env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **(env or {})},
         preexec_fn=preexec_fn,
     )  # fmt: skip
-    assert process.stdout is not None
-    line = await asyncio.wait_for(process.stdout.readline(), 20)
-    match = re.search(rb"listening on http://([\d.]+):(\d+)", line)
-    assert match, line
-    return process, match.group(1).decode(), int(match.group(2))
+    listening = await await_listening(process, timeout=20, what="the sidecar")
+    return process, listening.host, listening.port
 
 
 async def stop_sidecar(process: asyncio.subprocess.Process) -> str:

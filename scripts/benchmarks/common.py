@@ -6,7 +6,6 @@ import asyncio
 import json
 import os
 import platform
-import re
 import statistics
 import subprocess
 import sys
@@ -17,9 +16,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from support.listening import NotListening, await_listening
+
 REPO = Path(__file__).resolve().parents[2]
 BENCH = REPO / "scripts" / "bench.py"
-URL_LINE = re.compile(r"listening on (http://\S+)")
 
 
 def machine() -> str:
@@ -65,12 +65,11 @@ async def spawn(*args: str, ready_timeout: float = 60) -> Server:
     process = await asyncio.create_subprocess_exec(
         *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL
     )
-    assert process.stdout is not None
-    line = (await asyncio.wait_for(process.stdout.readline(), ready_timeout)).decode()
-    match = URL_LINE.search(line)
-    if not match:
-        raise SystemExit(f"{args[:3]} did not start: {line!r}")
-    return Server(process, match.group(1))
+    try:
+        listening = await await_listening(process, timeout=ready_timeout, what=" ".join(args[:3]))
+    except NotListening as e:
+        raise SystemExit(str(e)) from None
+    return Server(process, listening.url)
 
 
 # The sidecar's own command line, with uvloop's policy installed first: how the event-loop

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -15,6 +14,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from scripts.support.ports import free_port
 from sidecar.clients.follow import (
     FollowError,
     InvalidURL,
@@ -28,12 +28,6 @@ from sidecar.server.app import create_app
 from sidecar.server.settings import Settings
 from tests.conftest import StartSidecar
 from tests.helpers import spawn_sidecar, stop_sidecar, wait_for, write_atomic
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_ws_url() -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from scripts.support.listening import await_listening
 from sidecar.clients.follow import StreamError, follow_job
 from sidecar.server import dashboard
 from sidecar.server.access import AccessPolicy, host_name, token_matches
@@ -173,13 +174,7 @@ async def test_the_token_never_reaches_a_log(tmp_path: Path) -> None:
         env={"SIDECAR_TOKEN": TOKEN, "PATH": "/usr/bin:/bin"},
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
-    assert process.stdout is not None
-    url = (
-        (await asyncio.wait_for(process.stdout.readline(), 20))
-        .decode()
-        .split("listening on ")[1]
-        .split()[0]
-    )
+    url = (await await_listening(process, timeout=20, what="the sidecar")).url
     async with aiohttp.ClientSession() as session:
         for query in (f"?token={TOKEN}", "?token=wrong", ""):
             async with session.get(f"{url}/api/jobs{query}") as response:

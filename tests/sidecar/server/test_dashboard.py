@@ -26,6 +26,8 @@ from playwright.async_api import (
     expect,
 )
 
+from scripts.support.listening import await_listening
+from scripts.support.ports import free_port
 from tests.conftest import Sidecar, StartSidecar
 from tests.helpers import wait_for, write_atomic
 
@@ -158,26 +160,19 @@ async def test_a_failed_job_shows_its_error(
     assert watched.errors == []
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 async def _sidecar_process(root: Path, port: int, *args: str) -> asyncio.subprocess.Process:
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "sidecar", "--root", str(root), "--port", str(port), *args,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
     )  # fmt: skip
-    assert process.stdout is not None
-    assert b"listening on" in await asyncio.wait_for(process.stdout.readline(), 20)
+    await await_listening(process, timeout=20, what="the sidecar")
     return process
 
 
 async def test_the_page_reconnects_by_itself_when_the_sidecar_restarts(
     tmp_path: Path, browser: Browser
 ) -> None:
-    port = _free_port()
+    port = free_port()
     write_atomic(tmp_path / "j" / "progress.json", running(1))
     process = await _sidecar_process(tmp_path, port)
     try:
@@ -219,7 +214,7 @@ async def test_the_client_works_on_a_page_from_another_allowed_origin(
     tmp_path: Path, browser: Browser
 ) -> None:
     """A frontend on another port: the 10-line integration of the README, token included."""
-    port = _free_port()
+    port = free_port()
     write_atomic(tmp_path / "j" / "progress.json", running(3))
     frontend = web.Application()
     page_html = FRONTEND.format(sidecar=f"http://127.0.0.1:{port}", token="t0ken")

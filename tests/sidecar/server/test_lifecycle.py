@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
-import re
 import shutil
 import signal
 import sys
@@ -15,9 +14,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from scripts.support.listening import await_listening
 from tests.helpers import write_atomic
-
-URL_LINE = re.compile(rb"listening on (http://\S+)")
 
 
 def unprivileged() -> list[str]:
@@ -39,11 +37,8 @@ async def start(
         *(prefix or []), sys.executable, "-m", "sidecar", "--root", str(root), "--port", "0", *args,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
-    assert process.stdout is not None
-    line = await asyncio.wait_for(process.stdout.readline(), 20)
-    match = URL_LINE.search(line)
-    assert match, line
-    return process, match.group(1).decode()
+    listening = await await_listening(process, timeout=20, what="the sidecar")
+    return process, listening.url
 
 
 async def test_sigterm_with_500_clients(tmp_path: Path) -> None:
