@@ -4,6 +4,7 @@ all real processes; the fault tests kill and restart Redis and the sidecars."""
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 import signal
 from collections.abc import AsyncIterator
@@ -13,10 +14,13 @@ from typing import Any
 import aiohttp
 import pytest
 
+from sidecar.bus.defaults import STREAM_LENGTH
 from tests.helpers import StreamClient, spawn_sidecar, stop_sidecar, wait_for, write_atomic
 from tests.redis_server import RedisServer
 
 NODE_TIMEOUT = "1.5"
+PREFIX = "{progress-sidecar}:"
+CHANGES = PREFIX + "changes"
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -253,7 +257,7 @@ async def test_bus_down_local_serving_goes_on_and_no_final_state_is_lost(
     for client in (local, relayed):
         await client.until(lambda s: s.get("current_step") == 1)
 
-    cluster.redis.stop()
+    cluster.redis.kill()
     write_job(root, "job-a", current_step=2)
     await local.until(lambda s: s.get("current_step") == 2)  # served as without Redis
     for sidecar in (a, gateway):
@@ -281,8 +285,8 @@ async def test_redis_restarted_empty_is_filled_again_and_nothing_goes_back(
     write_job(cluster.root("node-a"), "job-a", current_step=3)
     write_job(cluster.root("node-b"), "job-b", current_step=7)
     write_job(cluster.root("node-b"), "done-b", status="completed", final_loss=0.2)
-    await cluster.start("node-a")
-    await cluster.start("node-b")
+    a = await cluster.start("node-a")
+    b = await cluster.start("node-b")
     gateway = await cluster.start(None)
     expected = {"job-a": "node-a", "job-b": "node-b", "done-b": "node-b"}
     await wait_for(lambda: _has_jobs(cluster, gateway, expected), what="every job")
@@ -291,9 +295,26 @@ async def test_redis_restarted_empty_is_filled_again_and_nothing_goes_back(
     await client.until(lambda s: s.get("current_step") == 3)
     await other.until(lambda s: s.get("current_step") == 7)
 
-    cluster.redis.stop()
-    await asyncio.sleep(2)  # long enough for the nodes' and the gateway's retries to part
+    cluster.redis.kill()
+    # Redis stays away until every sidecar has heard from no other node for longer than the
+    # node timeout and a tick of its watch (their retries back off meanwhile): none may take a
+    # silence it cannot hear through for a node lost.
+    outage = float(NODE_TIMEOUT) + 0.5
+    for sidecar in (a, b, gateway):
+        await wait_for(
+            lambda s=sidecar: _deaf_for(cluster, s, outage), what=f"{sidecar.name} deaf a while"
+        )
+        health = await cluster.get(sidecar, "/healthz")
+        assert health["bus"] == "down" and health["lost_nodes"] == [], health
     cluster.redis.start()
+    redis = cluster.redis.client()
+    seconds, microseconds = redis.time()
+    back = seconds * 1000 + microseconds // 1000  # Redis' clock, as its stream entries' ids
+    # Every node announces itself to the new Redis within the node timeout (less a tick of the
+    # others' watch) of its return: no sidecar, reading again, finds a node silent that long.
+    for node in ("node-a", "node-b"):
+        await wait_for(lambda n=node: _announced(redis, n) is not None, what=f"{node} announced")
+        assert _announced(redis, node) - back < (float(NODE_TIMEOUT) - 0.25) * 1000, node
     # Every node republishes: a gateway started now sees every job again.
     late = await cluster.start(None)
     await wait_for(lambda: _has_jobs(cluster, late, expected), timeout=15, what="republished")
@@ -308,6 +329,22 @@ async def test_redis_restarted_empty_is_filled_again_and_nothing_goes_back(
     for sidecar in list(cluster.sidecars):  # a Redis outage is nobody's node lost
         log = await cluster.stop(sidecar)
         assert " lost" not in log, log
+
+
+async def _deaf_for(cluster: Cluster, sidecar: Sidecar, seconds: float) -> bool:
+    """Whether a sidecar has heard from no other node for more than ``seconds``."""
+    health = await cluster.get(sidecar, "/healthz")
+    ages = [age for node, age in health["nodes"].items() if node != sidecar.name]
+    return bool(ages) and min(ages) > seconds
+
+
+def _announced(redis: Any, node: str) -> Any:
+    """When (Redis' clock, ms) a node first announced itself in the stream (None: not yet)."""
+    for entry_id, fields in redis.xrange(CHANGES):
+        message = json.loads(fields[b"m"])
+        if message["kind"] == "heartbeat" and message["node"] == node:
+            return int(entry_id.split(b"-")[0])
+    return None
 
 
 async def test_a_gateway_started_late_knows_every_job_before_it_serves(cluster: Cluster) -> None:
@@ -363,7 +400,7 @@ async def test_the_password_never_shows(tmp_path: Path, redis_server: RedisServe
         ):
             health = await response.text()
         assert '"bus": "up"' in health and "s3cret" not in health
-        locked.stop()  # the bus goes down: its error lines must not show it either
+        locked.kill()  # the bus goes down: its error lines must not show it either
 
         async def bus_down() -> bool:
             async with (
@@ -382,7 +419,7 @@ async def test_the_password_never_shows(tmp_path: Path, redis_server: RedisServe
 async def test_an_unreachable_redis_at_start_is_not_fatal(
     cluster: Cluster, redis_server: RedisServer
 ) -> None:
-    redis_server.stop()
+    redis_server.kill()
     write_job(cluster.root("node-a"), "job-a", current_step=1)
     a = await cluster.start("node-a")
     assert (await cluster.jobs(a))["job-a"]["current_step"] == 1
@@ -396,38 +433,100 @@ async def test_an_unreachable_redis_at_start_is_not_fatal(
 
 
 async def test_the_same_job_id_on_two_nodes_warns_once(cluster: Cluster) -> None:
+    """Each node serves its own job of the id; every other sidecar serves the first node's it
+    saw, whatever the second writes; each says so once."""
     write_job(cluster.root("node-a"), "twin", current_step=1)
-    write_job(cluster.root("node-b"), "twin", current_step=2)
     a = await cluster.start("node-a")
-    b = await cluster.start("node-b")
     gateway = await cluster.start(None)
-    for step in range(3, 6):
-        write_job(cluster.root("node-b"), "twin", current_step=step)
+    b = await cluster.start("node-b")
+    first = {"twin": "node-a"}
+    for sidecar in (gateway, b):
+        await wait_for(lambda s=sidecar: _has_jobs(cluster, s, first), what=sidecar.name)
+    for step in range(2, 5):  # node b's twin comes: b serves its own from its first write
+        write_job(cluster.root("node-b"), "twin", current_step=100 + step)
         write_job(cluster.root("node-a"), "twin", current_step=step)
         await asyncio.sleep(0.05)
-    await wait_for(lambda: _job_field(cluster, a, "twin", "current_step", 5), what="a's own")
-    assert (await cluster.jobs(a))["twin"]["node"] == "node-a"  # a node serves its own
-    assert (await cluster.jobs(b))["twin"]["node"] == "node-b"
-    assert (await cluster.jobs(gateway))["twin"]["node"] in ("node-a", "node-b")
-    log = await cluster.stop(a)
-    assert log.count("node node-b has a job of that id too") == 1, log
-    assert "Traceback" not in log
+    redis = cluster.redis.client()
+    for node, step in (("node-a", 4), ("node-b", 104)):
+        await wait_for(
+            lambda n=node, s=step: _published_step(redis, n, "twin") == s,
+            what=f"{node}'s own twin, step {step}, published",
+        )
+    write_job(cluster.root("node-b"), "twin", current_step=105)  # the last twin in the stream
+    await wait_for(lambda: _published_step(redis, "node-b", "twin") == 105, what="b's 105")
+    # A job of each node published after its last twin: whoever has read it has read those.
+    write_job(cluster.root("node-a"), "after-a", current_step=1)
+    write_job(cluster.root("node-b"), "after-b", current_step=1)
+    after = {"after-a": "node-a", "after-b": "node-b"}
+    for sidecar in (a, b, gateway):
+        await wait_for(lambda s=sidecar: _has_jobs(cluster, s, after), what=sidecar.name)
+    for sidecar, node, step in ((a, "node-a", 4), (b, "node-b", 105), (gateway, "node-a", 4)):
+        twin = (await cluster.jobs(sidecar))["twin"]
+        assert (twin["node"], twin["current_step"]) == (node, step), sidecar.name
+    for sidecar, other in ((a, "node-b"), (b, "node-a"), (gateway, "node-b")):
+        log = await cluster.stop(sidecar)
+        assert log.count(f"job twin: node {other} has a job of that id too") == 1, log
+        assert log.count("has a job of that id too") == 1 and "Traceback" not in log, log
+
+
+def _published_step(redis: Any, node: str, job_id: str) -> Any:
+    """The ``current_step`` of a job as its node last wrote it to Redis (None: not yet)."""
+    raw = redis.get(f"{{progress-sidecar}}:job:{node}/{job_id}")
+    return json.loads(raw)["document"].get("current_step") if raw else None
 
 
 async def test_redis_memory_stays_bounded(cluster: Cluster) -> None:
+    """Under a load past every limit, Redis holds the stream at its length, each history at
+    --max-history entries, a few keys a job and nothing else; the keys expire."""
+    max_history, rounds, line_bytes, quiet_jobs = 50, 20, 4096, 150
     root = cluster.root("node-a")
     write_job(root, "finished", status="completed")
     write_job(root, "running", current_step=0)
-    await cluster.start("node-a")
+    for i in range(quiet_jobs):
+        write_job(root, f"quiet{i}", current_step=i)
     redis = cluster.redis.client()
-    await wait_for(lambda: redis.exists("{progress-sidecar}:job:node-a/finished") == 1)
-    finished_ttl = redis.ttl("{progress-sidecar}:job:node-a/finished")
-    running_ttl = redis.ttl("{progress-sidecar}:job:node-a/running")
+    empty = redis.info("memory")["used_memory"]
+    # The stream already at its length: every change the node adds must push one out.
+    with redis.pipeline(transaction=False) as pipe:
+        for _ in range(STREAM_LENGTH):
+            pipe.xadd(CHANGES, {"m": b"{}"})
+        pipe.execute()
+    await cluster.start("node-a", "--max-history", str(max_history))
+    jobs = quiet_jobs + 2
+    await wait_for(lambda: len(redis.keys(f"{PREFIX}job:*")) == jobs, what="every job published")
+
+    # The history grows by far more than the node keeps, a round at a time, each published.
+    pad = "x" * (line_bytes - 40)
+    with (root / "running" / "metrics.jsonl").open("a") as f:
+        for step in range(rounds * max_history):
+            f.write(json.dumps({"step": step, "pad": pad}) + "\n")
+            if step % max_history == max_history - 1:
+                f.flush()
+                await wait_for(lambda s=step: _last_step(redis) == s, what=f"step {step}")
+
+    stream = redis.xinfo_stream(CHANGES)
+    assert stream["entries-added"] >= STREAM_LENGTH + 2 * jobs  # a state, a history each...
+    assert stream["length"] <= STREAM_LENGTH + 100  # ...and Redis trims whole nodes of 100
+    history = redis.lrange(f"{PREFIX}history:node-a/running", 0, -1)
+    last = rounds * max_history
+    assert [json.loads(e)["step"] for e in history] == list(range(last - max_history, last))
+    assert redis.dbsize() <= 3 * jobs + 2  # a state, a history and its mark a job; node, stream
+    # Memory: the stream (its length checked above), and what the limits allow of the rest.
+    keys_budget = 3 * jobs * 1024 + max_history * (line_bytes + 64)
+    rest = redis.info("memory")["used_memory"] - redis.memory_usage(CHANGES, samples=0)
+    assert rest - empty < keys_budget + (1 << 20), (rest - empty, keys_budget)
+
+    finished_ttl = redis.ttl(f"{PREFIX}job:node-a/finished")
+    running_ttl = redis.ttl(f"{PREFIX}job:node-a/running")
     assert 23 * 3600 < finished_ttl <= 24 * 3600  # a finished job expires after a day
     assert 6 * 24 * 3600 < running_ttl <= 7 * 24 * 3600  # a quiet one after a week
-    # The stream is capped (trimmed by Redis; the cap is checked in the bus's unit test).
-    info = redis.xinfo_stream("{progress-sidecar}:changes")
-    assert info["length"] >= 2
+    assert 6 * 24 * 3600 < redis.ttl(f"{PREFIX}history:node-a/running") <= 7 * 24 * 3600
+
+
+def _last_step(redis: Any) -> Any:
+    """The step of the last entry of job "running"'s history in Redis (None: none yet)."""
+    last = redis.lindex(f"{PREFIX}history:node-a/running", -1)
+    return json.loads(last)["step"] if last else None
 
 
 async def _has_jobs(cluster: Cluster, sidecar: Sidecar, expected: dict[str, str]) -> bool:

@@ -10,7 +10,6 @@ import random
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
+from scripts.support.ports import free_port
 from sidecar.clients.tail import main, one_decimal, outcome, render
 from tests.conftest import StartSidecar
 from tests.helpers import spawn_sidecar, stop_sidecar, write_atomic
@@ -103,15 +103,28 @@ def test_render_rounds_progress_as_the_dashboard_does() -> None:
     assert [line.split("] ")[1] for line in shown] == [f"{text:>5}%" for _, text in DASHBOARD]
 
 
-@pytest.mark.skipif(shutil.which("node") is None, reason="needs node")
+NODE_MISSING = "node is not installed (apt-get install nodejs); .ci/run installs it"
+
+
+def require_node() -> str:
+    """The path of ``node``; skips the test without it, or fails under CI."""
+    path = shutil.which("node")
+    if path is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(NODE_MISSING)
+        pytest.skip(NODE_MISSING)
+    return path
+
+
 def test_one_decimal_is_javascript_to_fixed() -> None:
     """Every hundredth from 0 to 100 (every tie) and random values as the trainer writes them
     (6 significant digits): the same text as node's toFixed(1)."""
+    node_path = require_node()
     rng = random.Random(9)
     values = [k / 100 for k in range(10_001)]
     values += [float(f"{rng.uniform(0, 100):.6g}") for _ in range(5_000)]
     node = subprocess.run(
-        ["node", "-e", "const v = JSON.parse(require('fs').readFileSync(0, 'utf8'));"
+        [node_path, "-e", "const v = JSON.parse(require('fs').readFileSync(0, 'utf8'));"
          "process.stdout.write(JSON.stringify(v.map((x) => x.toFixed(1))));"],
         input=json.dumps(values), capture_output=True, text=True, check=True, timeout=30,
     )  # fmt: skip
@@ -182,9 +195,7 @@ async def test_tail_unknown_job_exits_1_at_once(sidecar_url: str) -> None:
 
 
 async def test_tail_nothing_listening_exits_1_naming_the_url() -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     started = time.monotonic()
     code, out, err = await finish(await start_tail("j", "--url", f"http://127.0.0.1:{port}"), 20)
     assert (code, out, err) == (

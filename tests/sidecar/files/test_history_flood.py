@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -18,6 +17,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from scripts.support.listening import await_listening
 from tests.helpers import StreamClient, write_atomic
 
 REPO = Path(__file__).resolve().parents[3]
@@ -51,11 +51,8 @@ async def sidecar_process(root: Path, *args: str) -> AsyncIterator[tuple[int, st
         cwd=REPO,
     )
     try:
-        assert process.stdout is not None
-        line = (await asyncio.wait_for(process.stdout.readline(), WAIT)).decode()
-        match = re.search(r"listening on (http://\S+)", line)
-        assert match, line
-        yield process.pid, match.group(1)
+        listening = await await_listening(process, timeout=WAIT, what="the sidecar")
+        yield process.pid, listening.url
     finally:
         if process.returncode is None:
             process.terminate()
@@ -143,7 +140,8 @@ async def test_a_huge_append_stalls_no_other_job_and_keeps_memory_bounded(
     jobs_root: Path,
 ) -> None:
     write_atomic(jobs_root / "a" / "progress.json", {"status": "running"})
-    (jobs_root / "a" / "metrics.jsonl").write_bytes(metrics_lines(0, 1000)[0])
+    first_lines, first_end = metrics_lines(0, 1000)
+    (jobs_root / "a" / "metrics.jsonl").write_bytes(first_lines)
     other = OtherJob(jobs_root / "b" / "progress.json")
     write_atomic(other.file, {"status": "running"})
     flood, end = metrics_lines(1 << 20, FLOOD_BYTES)
@@ -153,7 +151,13 @@ async def test_a_huge_append_stalls_no_other_job_and_keeps_memory_bounded(
     ):
         ws = await session.ws_connect(url.replace("http", "ws", 1) + "/ws/training/a?history=1")
         client = StreamClient(ws)
-        assert (await client.next(), await client.next()) != (None, None)
+        # The job's state, then its whole history so far: the flood comes after both.
+        snapshot, log = await client.next(), await client.next()
+        assert snapshot is not None and snapshot["type"] == "snapshot"
+        assert (snapshot["job_id"], snapshot["status"]) == ("a", "running")
+        assert log is not None and (log["type"], log["job_id"]) == ("log", "a")
+        assert (log["epoch"], log["seq"]) == (snapshot["epoch"], snapshot["seq"])
+        assert [e["step"] for e in log["entries"]] == list(range(first_end))
         async with other_job_running(session, url, other):
             before = rss_mb(pid, "VmRSS")
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
+import time
 from pathlib import Path
 
 from sidecar.core.hub import JobHub
@@ -12,17 +15,62 @@ from tests.conftest import StartSidecar
 from tests.helpers import wait_for, write_atomic
 
 
-async def test_polling_sees_replaces_within_the_same_second(
+async def test_polling_sees_a_replace_by_its_inode_alone(
     jobs_root: Path, start_sidecar: StartSidecar
 ) -> None:
-    """Polling compares inode, size and mtime in ns, so fast replaces are not missed."""
+    """Polling compares inodes: a file replaced by one of the same size and the same mtime, to
+    the nanosecond, is read again."""
     file = jobs_root / "j" / "progress.json"
     write_atomic(file, {"status": "running", "step": 0})
     sidecar = await start_sidecar(poll=True, poll_interval=0.02)
     client = await sidecar.connect("j")
+    await client.until(lambda s: s.get("step") == 0)
     for step in range(1, 6):
-        write_atomic(file, {"status": "running", "step": step})
+        before = file.stat()
+        new = file.with_name("new.tmp")
+        new.write_text(json.dumps({"status": "running", "step": step}))
+        os.utime(new, ns=(before.st_atime_ns, before.st_mtime_ns))
+        os.replace(new, file)
+        after = file.stat()
+        assert (after.st_size, after.st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+        assert after.st_ino != before.st_ino
         await client.until(lambda s, step=step: s.get("step") == step)
+
+
+async def test_polling_sees_a_rewrite_in_place_within_the_same_second(
+    jobs_root: Path, start_sidecar: StartSidecar
+) -> None:
+    """Polling compares mtimes in ns: a file written over in place (the same inode, the same
+    size) within the second of the read before is read again."""
+    file = jobs_root / "j" / "progress.json"
+    write_atomic(file, {"status": "running", "step": 0})
+    sidecar = await start_sidecar(poll=True, poll_interval=0.02)
+    client = await sidecar.connect("j")
+    await client.until(lambda s: s.get("step") == 0)
+    inode, size = file.stat().st_ino, file.stat().st_size
+    # Both writes must fall in one second of the clock, from the read of the first to the
+    # change of the second (a second that ends between them is tried again).
+    for step in range(1, 9, 2):  # (one digit each: the size never changes)
+        if time.time() % 1 > 0.5:
+            await asyncio.sleep(1 - time.time() % 1)
+        _write_over(file, step)
+        await client.until(lambda s, step=step: s.get("step") == step)
+        read = file.stat().st_mtime_ns  # what the poll saw
+        _write_over(file, step + 1)
+        os.utime(file, ns=(read + 1, read + 1))  # whatever the write's clock said, same second
+        changed = file.stat()
+        in_one_second = time.time_ns() // 10**9 == read // 10**9
+        assert (changed.st_ino, changed.st_size) == (inode, size)
+        await client.until(lambda s, step=step: s.get("step") == step + 1)
+        if in_one_second:
+            break
+    assert in_one_second, "every try straddled a second"
+
+
+def _write_over(file: Path, step: int) -> None:
+    """Write the file's bytes over in place, in one write: never shorter or longer meanwhile."""
+    with file.open("r+b") as f:
+        f.write(json.dumps({"status": "running", "step": step}).encode())
 
 
 async def test_polling_sees_new_and_removed_jobs(

@@ -47,15 +47,19 @@ async def test_pacer_wakes_in_order_one_at_a_time() -> None:
 
 async def test_pacer_holds_closes_while_the_hub_changes() -> None:
     busy = [True]
-    pacer = ClosePacer(
-        lambda: time.monotonic() if busy[0] else 0.0,
-        policy=ClosePolicy(quiet=0.05, max_wait=30),
-    )
+    looks = [0]
+
+    def last_change() -> float:
+        looks[0] += 1
+        return time.monotonic() if busy[0] else 0.0
+
+    pacer = ClosePacer(last_change, policy=ClosePolicy(quiet=0.01, max_wait=30))
     woken: list[int] = []
     pacer.later(lambda: woken.append(1))
     task = asyncio.create_task(pacer.run())
     try:
-        await asyncio.sleep(0.2)
+        # The pacer looks at the hub again after each pause: five looks, five holds.
+        await wait_for(lambda: looks[0] >= 5 or bool(woken), what="five looks at the hub")
         assert woken == []  # the hub made a version "just now" at every look
         busy[0] = False
         await wait_for(lambda: woken == [1], what="the close once the hub is quiet")

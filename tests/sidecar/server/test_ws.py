@@ -300,20 +300,47 @@ async def test_capacity_per_job_and_in_all(jobs_root: Path, start_sidecar: Start
 async def test_many_clients_on_one_job_see_the_same_states(
     jobs_root: Path, start_sidecar: StartSidecar
 ) -> None:
+    """Each client sees some of the written states, in the order written, ending with the last;
+    a version's name (epoch, seq) stands for the same state on every client."""
+    written = [progress(current_step=step) for step in range(11)]
+    written.append({"job_id": "job1", "status": "completed", "final_loss": 0.1})
+    bodies = [expected("job1", d, complete=d["status"] == "completed") for d in written]
     file = jobs_root / "job1" / "progress.json"
-    write_atomic(file, progress(current_step=0))
+    write_atomic(file, written[0])
     sidecar = await start_sidecar(max_clients_per_job=50, max_clients_per_address=50)
     clients = [await sidecar.connect("job1") for _ in range(50)]
-    for step in range(1, 11):
-        write_atomic(file, progress(current_step=step))
-        await asyncio.sleep(0.02)
-    write_atomic(file, {"job_id": "job1", "status": "completed", "final_loss": 0.1})
+    for document in written[1:]:
+        await asyncio.sleep(0.02)  # a trainer's pace: clients read between two writes
+        write_atomic(file, document)
     codes = await asyncio.gather(*(c.closed() for c in clients))
     assert codes == [1000] * 50
-    finals = [c.state for c in clients]
-    assert all(state == finals[0] for state in finals)
-    assert finals[0] is not None and finals[0]["status"] == "completed"
+    named: dict[tuple[str, int], dict[str, Any]] = {}
+    for client in clients:
+        seen = states_seen(client.messages)
+        assert client.messages[0]["type"] == "snapshot"
+        # Which written document each state shows: strictly later ones, ending with the last.
+        shown = [bodies.index({k: v for k, v in s.items() if k != "timestamp"}) for _, s in seen]
+        assert shown == sorted(set(shown)) and shown[-1] == len(written) - 1, shown
+        for name, state in seen:
+            assert named.setdefault(name, state) == state, name
+    assert len({epoch for epoch, _seq in named}) == 1  # one sidecar process: one epoch
+    assert len(named) > 2  # the writes were seen one by one, not only the first and the last
     await wait_for(lambda: sidecar.app[HUB].client_count == 0, what="all clients released")
+
+
+def states_seen(messages: list[dict[str, Any]]) -> list[tuple[tuple[str, int], dict[str, Any]]]:
+    """Each version a client was sent, as its name and the state merged up to it."""
+    seen: list[tuple[tuple[str, int], dict[str, Any]]] = []
+    state: dict[str, Any] = {}
+    for message in messages:
+        if message["type"] == "snapshot":
+            state = state_of(message)
+        elif message["type"] == "patch":
+            state = apply_merge_patch(state, state_of(message))
+        else:
+            continue
+        seen.append(((message["epoch"], message["seq"]), state))
+    return seen
 
 
 async def test_pending_job_directory_then_file(
