@@ -56,7 +56,7 @@ FIELDS = (
 )  # fmt: skip
 """What the dashboard reads from a progress file."""
 NONE = "\u2013"  # what the dashboard shows for a missing or unusable value
-VIEW_FIELDS = 16  # the facts of a job's view (dashboard.js, FIELDS)
+VIEW_FIELDS = 16  # the facts of a job's view (job-view.js, FIELDS)
 SHOWN: dict[str, dict[str, str | re.Pattern[str]]] = {
     "odd-huge": {
         "status": "1e+308", "progress": "1e+308 %", "epoch": "1e+308 / 1e+308",

@@ -1,0 +1,61 @@
+/*
+ * What the dashboard's views share: the page's token (and the headers and subprotocols that carry
+ * it), the job the address names, the connection line in the header, and the guard that keeps a
+ * throw while showing one part of a job from costing more than that part.
+ */
+(function (root) {
+  "use strict";
+
+  const token = new URLSearchParams(location.search).get("token") || "";
+  const protocols = token ? ["bearer", token] : [];
+  const authorization = token ? { Authorization: `Bearer ${token}` } : {};
+  const $ = (id) => document.getElementById(id);
+
+  // A throw while showing one job (a bug, or a value no formatter foresaw) costs that row, that
+  // fact or the chart only: it is caught, that part shows a placeholder, and the console says
+  // why once. Past this many distinct reports, no more (a page left open for days).
+  const MAX_REPORTS = 100;
+  const reported = new Set();
+
+  function report(what, error) {
+    const reason = error instanceof Error ? error.message : typeof error;
+    const text = `dashboard: cannot show ${what}: ${reason}`;
+    if (reported.has(text) || reported.size >= MAX_REPORTS) return;
+    reported.add(text);
+    console.error(text);
+  }
+
+  function guard(what, render) {
+    try {
+      render();
+    } catch (error) {
+      report(what, error);
+    }
+  }
+
+  /** An element that shows `content` (text from a job) isolated from the text around it. */
+  function isolated(content) {
+    const element = document.createElement("bdi");
+    element.textContent = content;
+    return element;
+  }
+
+  function setConnection(text, kind) {
+    const element = $("connection");
+    element.textContent = text;
+    element.className = kind || "";
+  }
+
+  /** The job the address names (`#job=<id>`), or null for the jobs list. */
+  function currentJob() {
+    const match = location.hash.match(/^#job=(.+)$/);
+    if (!match) return null;
+    try {
+      return decodeURIComponent(match[1]);
+    } catch (error) {
+      return match[1]; // a malformed escape: shown as it is, and refused as an invalid id
+    }
+  }
+
+  root.DashboardPage = { token, protocols, authorization, $, report, guard, isolated, setConnection, currentJob };
+})(window);
