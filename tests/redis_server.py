@@ -3,14 +3,13 @@ demo and the benchmarks run too): skipped without one, failing under CI."""
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
-import pytest
 import redis
 
 from scripts.support import redis_server
+from tests.helpers import unavailable
 
 MISSING = (
     "redis-server is not installed (apt-get install redis-server); the cluster tests need a real "
@@ -22,9 +21,7 @@ def require_redis_server() -> str:
     """The path of ``redis-server``; skips the test without it, or fails under CI."""
     path = shutil.which("redis-server")
     if path is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(MISSING)
-        pytest.skip(MISSING)
+        unavailable(MISSING)
     return path
 
 

@@ -152,13 +152,16 @@ def wait_listening(
     if not reader.is_alive():  # stdout is at its end: the rest is stderr's
         with contextlib.suppress(subprocess.TimeoutExpired):
             seen += [part for part in process.communicate(timeout=OUTPUT_WAIT) if part]
-    if process.poll() is None:  # alive with its stdout closed, or a child holds its pipes
+    alive = process.poll() is None  # its stdout closed, or a child holds its pipes
+    if alive:
         process.kill()
         with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(OUTPUT_WAIT)
     output = "".join(p.decode(errors="replace") if isinstance(p, bytes) else p for p in seen)
     if timed_out:
         reason = f'no "listening on" line within {timeout:g} s'
+    elif alive:
+        reason = "it closed its stdout"
     else:
         reason = f"it exited with code {process.returncode}"
     raise NotListening(what, reason, output, timed_out=timed_out)

@@ -42,20 +42,20 @@ class ClientLimits:
         """Clients now, subscribers and watchers together."""
         self._watchers: collections.Counter[str] = collections.Counter()
 
-    def admit_subscriber(
+    def check_subscriber(
         self, subscribers: int, by_address: Mapping[str | None, int], address: str | None
     ) -> None:
-        """Count one more client of a job that has ``subscribers`` already, ``by_address``.
+        """Whether one more client may follow a job that has ``subscribers`` already,
+        ``by_address``; the caller counts it (``count``) once it is one.
 
         Raises:
-            TooManyClients: a limit is reached (nothing is counted then).
+            TooManyClients: a limit is reached.
         """
         self._admit()
         if subscribers >= self.max_clients_per_job:
             raise TooManyClients(protocol.TOO_MANY_CLIENTS_FOR_JOB.reason)
         if address is not None and by_address.get(address, 0) >= self.max_clients_per_address:
             raise TooManyClients(protocol.TOO_MANY_CLIENTS_FROM_ADDRESS.reason)
-        self.count += 1
 
     def admit_watcher(self, address: str | None) -> None:
         """Count one more client of the jobs list, from ``address``.
@@ -69,6 +69,10 @@ class ClientLimits:
         self.count += 1
         if address is not None:
             self._watchers[address] += 1
+
+    def joined(self) -> None:
+        """One more client of a job (``check_subscriber`` let it in)."""
+        self.count += 1
 
     def released(self, *, watcher_address: str | None = None, watcher: bool = False) -> None:
         """One client fewer (a watcher of the jobs list, from ``watcher_address``, if

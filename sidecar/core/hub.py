@@ -4,14 +4,11 @@ Sources hand it events (``apply``: a job seen, a job gone, history lines, anothe
 and it derives each job's state from them, stall included (``sweep`` re-applies the stall rule
 as time passes). Connections ``subscribe`` and read ``Subscription.version`` whenever ``wait``
 returns. Each version is diffed and serialised once, and the same bytes serve every client that
-is up to date: handed at once to the connection's own writer for those that are idle
-(``Subscription.direct``, as the websockets library's ``broadcast`` does), through their own
-sender otherwise. Backpressure policy: a subscription holds no queue, only a wake-up flag, so a
-slow client skips intermediate states and gets one patch from what it last saw to the latest.
-
-Its parts: ``client_limits`` (how many clients), ``cluster_view`` (which node owns a job, lost
-nodes), ``history_store`` (the metrics histories), ``kept_versions`` (what clients resume from)
-and ``job_index`` (the ids in order); the hub itself keeps the versions and fans them out.
+is up to date (``Subscription.deliver``). Backpressure policy: a subscription holds no queue,
+only a wake-up flag, so a slow client skips intermediate states and gets one patch from what it
+last saw to the latest. The hub routes events and clients to its parts (docs/architecture.md):
+``versions``, ``client_limits``, ``cluster_view``, ``history_store``, ``kept_versions`` and
+``job_index``.
 """
 
 from __future__ import annotations
@@ -211,12 +208,8 @@ class JobHub:
 
     def sweep(self, *, process_alive: ProcessCheck | None = None) -> int:
         """Apply the stall rule to every job it can change now (``stall_candidates``: a sweep
-        costs what they number, not what all jobs do); returns how many changed.
-
-        Args:
-            process_alive: checks whether a job's trainer process still runs (for the jobs
-                with a file that are not complete); None checks none.
-        """
+        costs what they number, not what all jobs do), ``process_alive`` checking whether a
+        job's trainer still runs (None: no check); returns how many changed."""
         now = self._clock()
         changed = []
         for job_id in self._index.stall_candidates:
@@ -240,11 +233,16 @@ class JobHub:
         self, state: JobState, *, arrived: float | None = None, name: VersionId | None = None
     ) -> None:
         new = state.job_id not in self._channels
-        if self._versions.put(state, arrived=arrived, name=name):
-            self._touch(state.job_id)
+        change = self._versions.put(state, arrived=arrived, name=name)
         if new:
             self._index.added(state.job_id)
         self._index.note(state.job_id, state, own=self._channels[state.job_id].published is None)
+        if change is None:
+            return
+        self._touch(state.job_id)  # the jobs list first: a client's send may fail
+        version, previous = change
+        if previous is not None:
+            self._versions.deliver(state.job_id, version, previous)
 
     def resume_base(self, job_id: str, since: VersionId) -> JSONObject | None:
         """The body of the job's version ``since`` (``JobVersions.resume_base``)."""
@@ -300,7 +298,7 @@ class JobHub:
         channel = self._channels.get(job_id)
         if channel is None:
             raise UnknownJob(job_id)
-        self.limits.admit_subscriber(len(channel.subscribers), channel.addresses, address)
+        self.limits.check_subscriber(len(channel.subscribers), channel.addresses, address)
         if history:
             self.histories.use(
                 job_id
@@ -309,6 +307,7 @@ class JobHub:
         if since is not None:
             subscription.resume_base = self.resume_base(job_id, since)
         channel.add_subscriber(subscription)
+        self.limits.joined()  # counted once it is one: nothing before may leave it counted
         return subscription
 
     def unsubscribe(self, subscription: Subscription) -> None:

@@ -31,9 +31,10 @@ class JobVersions:
 
     def put(
         self, state: JobState, *, arrived: float | None = None, name: VersionId | None = None
-    ) -> bool:
-        """Make ``state`` the job's current state; its clients are told if what they see
-        changed. Returns whether it did (a new job, or a new version).
+    ) -> tuple[Version, Version | None] | None:
+        """Make ``state`` the job's current state. Returns the job's new version and the one
+        before it (None for a new job); None when what clients see did not change. The clients
+        are not told yet: ``deliver`` does.
 
         Args:
             state: the job's new state.
@@ -46,10 +47,10 @@ class JobVersions:
         if channel is None:
             version = self._version(body, None, name)
             self.channels[state.job_id] = Channel(state.job_id, state, version)
-            return True
+            return version, None
         channel.state = state
         if json_equal(channel.version.body, body) and (name is None or name == channel.version.id):
-            return False
+            return None
         previous = channel.version
         version = channel.version = self._version(body, previous, name)
         self.last_change = version.created  # made now (before ``arrived`` may replace it)
@@ -57,9 +58,12 @@ class JobVersions:
         self.kept.keep(state.job_id, previous.id, encode(previous.body))
         if arrived is not None:
             version.created = arrived
-        for subscription in channel.subscribers:
+        return version, previous
+
+    def deliver(self, job_id: str, version: Version, previous: Version) -> None:
+        """Tell the job's clients of its new ``version``, which follows ``previous``."""
+        for subscription in self.channels[job_id].subscribers:
             subscription.deliver(version, previous)
-        return True
 
     def resume_base(self, job_id: str, since: VersionId) -> JSONObject | None:
         """The body of the job's version ``since``: the current one, or one of those kept;

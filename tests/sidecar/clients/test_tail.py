@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from scripts.support.ports import free_port
 from sidecar.clients.tail import main, one_decimal, outcome, render
 from tests.conftest import StartSidecar
-from tests.helpers import spawn_sidecar, stop_sidecar, write_atomic
+from tests.helpers import spawn_sidecar, stop_sidecar, unavailable, write_atomic
 
 # The environment of the tail processes: no token unless a test gives one.
 ENV = {name: value for name, value in os.environ.items() if name != "SIDECAR_TOKEN"}
@@ -110,9 +110,7 @@ def require_node() -> str:
     """The path of ``node``; skips the test without it, or fails under CI."""
     path = shutil.which("node")
     if path is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(NODE_MISSING)
-        pytest.skip(NODE_MISSING)
+        unavailable(NODE_MISSING)
     return path
 
 

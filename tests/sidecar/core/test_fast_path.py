@@ -72,7 +72,7 @@ async def test_a_client_behind_is_woken_for_its_sender_to_catch_up() -> None:
     connection = Connection()
     subscription = await follower(hub, connection)
     seen(hub, step=2)
-    subscription.direct = None  # missed step 2 (its sender had it)...
+    subscription.direct = None  # step 3 goes to its sender, which has not sent it...
     seen(hub, step=3)
     subscription.direct = connection  # ...and is idle again, but not up to date
     await subscription.wait()

@@ -187,3 +187,19 @@ def test_hub_driven_by_a_plain_list_of_events() -> None:
     assert hub.sweep() == 1
     state = hub.get("a")
     assert state is not None and state.stall_reason == "no update for 30 s"
+
+
+def test_a_subscription_that_fails_on_the_way_is_not_counted() -> None:
+    """A source that raises when asked for a history leaves no client counted (a leak would
+    end, after enough of them, in every client refused)."""
+    hub = hub_at_t0(max_clients=1)
+    seen(hub)
+
+    def broken(job_id: str) -> None:
+        raise OSError("the history cannot be read")
+
+    hub.history_interest.listen(broken)
+    with pytest.raises(OSError, match="cannot be read"):
+        hub.subscribe("j", history=True)
+    assert hub.client_count == 0
+    hub.subscribe("j")  # the one client allowed
