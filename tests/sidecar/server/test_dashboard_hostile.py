@@ -15,9 +15,7 @@ from playwright.async_api import Browser, Page, WebSocketRoute, expect
 
 from tests.conftest import StartSidecar
 from tests.helpers import write_atomic
-from tests.sidecar.server.test_dashboard import Watched, browser, running
-
-__all__ = ["browser"]  # the fixture, shared with test_dashboard.py
+from tests.sidecar.server.dashboard import Watched, running
 
 HTML = "<img src=x onerror=alert(1)>"
 RTL = "\u202eRTL \u05e9\u05dc\u05d5\u05dd \u0645\u0631\u062d\u0628\u0627"

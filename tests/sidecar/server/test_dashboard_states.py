@@ -16,9 +16,7 @@ from playwright.async_api import Browser, Page, expect
 
 from tests.conftest import StartSidecar
 from tests.helpers import write_atomic
-from tests.sidecar.server.test_dashboard import browser, open_page, running
-
-__all__ = ["browser"]  # the fixture, shared with test_dashboard.py
+from tests.sidecar.server.dashboard import open_page, running
 
 RED = "rgb(198, 40, 40)"  # --bad in dashboard.css
 GREEN = "rgb(30, 138, 76)"  # --ok

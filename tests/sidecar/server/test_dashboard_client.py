@@ -1,161 +1,24 @@
-"""The dashboard and the browser client, in a real Chromium driven by Playwright."""
+"""The browser client in a real Chromium: reconnection, another origin, polling, resumption."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
-import shutil
 import signal
-import socket
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-import pytest
 from aiohttp import web
-from playwright.async_api import (
-    Browser,
-    ConsoleMessage,
-    Page,
-    WebSocketRoute,
-    async_playwright,
-    expect,
-)
+from playwright.async_api import Browser, WebSocketRoute, expect
 
 from scripts.support.listening import await_listening
 from scripts.support.ports import free_port
-from tests.conftest import Sidecar, StartSidecar
-from tests.helpers import unavailable, wait_for, write_atomic
-
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
-DOCS = Path(__file__).parents[3] / "docs"
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    if not CHROMIUM.exists():
-        unavailable("no Chromium at /usr/bin/chromium (apt-get install chromium)")
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS
-        )
-        yield browser
-        await browser.close()
-
-
-class Watched:
-    """A page, and every console error and failed request it had."""
-
-    def __init__(self, page: Page) -> None:
-        self.page = page
-        self.errors: list[str] = []
-        page.on("console", self._console)
-        page.on("pageerror", lambda error: self.errors.append(str(error)))
-        page.on("requestfailed", lambda request: self.errors.append(f"failed: {request.url}"))
-
-    def _console(self, message: ConsoleMessage) -> None:
-        if message.type == "error":
-            self.errors.append(message.text)
-
-
-async def open_page(browser: Browser, url: str) -> Watched:
-    page = await browser.new_page(viewport={"width": 1100, "height": 820})
-    watched = Watched(page)
-    await page.goto(url)
-    return watched
-
-
-def running(step: int, total: int = 100, **extra: Any) -> dict[str, Any]:
-    return {
-        "status": "running",
-        "progress": 100 * step / total,
-        "current_step": step,
-        "total_steps": total,
-        **extra,
-    }
-
-
-async def test_the_page_loads_live_without_console_errors(
-    jobs_root: Path, start_sidecar: StartSidecar, browser: Browser
-) -> None:
-    write_atomic(jobs_root / "a" / "progress.json", running(10, loss=1.5, eta_seconds=90))
-    write_atomic(
-        jobs_root / "b" / "progress.json", {"status": "failed", "error": "CUDA out of memory"}
-    )
-    sidecar = await start_sidecar()
-    watched = await open_page(browser, sidecar.url("/"))
-    page = watched.page
-    await expect(page.locator("tr[data-job=a] progress")).to_have_attribute(
-        "value", "10", timeout=5000
-    )
-    await expect(page.locator("tr[data-job=b]")).to_have_class(re.compile("status-failed"))
-    # A new job shows up, and a change moves its bar, with no reload.
-    write_atomic(jobs_root / "c" / "progress.json", running(50))
-    await expect(page.locator("tr[data-job=c] progress")).to_have_attribute(
-        "value", "50", timeout=5000
-    )
-    await expect(page.locator("#connection")).to_have_text("live")
-    # Keyboard: the job link takes focus and opens the job.
-    await page.keyboard.press("Tab")
-    await page.keyboard.press("Tab")
-    await expect(page.locator("a[href='#job=a']")).to_be_focused()
-    await page.keyboard.press("Enter")
-    await expect(page.locator("#job-title")).to_have_text("a")
-    assert watched.errors == []
-
-
-async def test_each_write_moves_the_bar_and_the_chart_within_a_second(
-    jobs_root: Path, start_sidecar: StartSidecar, browser: Browser
-) -> None:
-    job = jobs_root / "run"
-    write_atomic(job / "progress.json", running(0))
-    (job / "metrics.jsonl").write_text("")
-    sidecar = await start_sidecar()
-    watched = await open_page(browser, sidecar.url("/#job=run"))
-    page = watched.page
-    await expect(page.locator("#job-progress")).to_have_attribute("value", "0", timeout=5000)
-    for n, step in enumerate((10, 20, 30, 40), start=1):
-        with open(job / "metrics.jsonl", "a") as f:
-            f.write(json.dumps({"step": step, "loss": 2.0 / n}) + "\n")
-        write_atomic(job / "progress.json", running(step, loss=2.0 / n))
-        await expect(page.locator("#job-progress")).to_have_attribute(
-            "value", str(step), timeout=1000
-        )
-        await expect(page.locator("#chart")).to_have_attribute("data-points", str(n), timeout=1000)
-    await expect(page.locator("[data-field=loss] dd")).to_have_text("0.5")
-    assert watched.errors == []
-
-
-async def test_a_failed_job_shows_its_error(
-    jobs_root: Path, start_sidecar: StartSidecar, browser: Browser
-) -> None:
-    write_atomic(jobs_root / "j" / "progress.json", running(5))
-    sidecar = await start_sidecar()
-    watched = await open_page(browser, sidecar.url("/#job=j"))
-    page = watched.page
-    await expect(page.locator("[data-field=step] dd")).to_have_text("5 / 100", timeout=5000)
-    write_atomic(
-        jobs_root / "j" / "progress.json",
-        {"status": "failed", "error": "RuntimeError: CUDA out of memory"},
-    )
-    await expect(page.locator("#job-alert")).to_have_text(
-        "failed: RuntimeError: CUDA out of memory", timeout=5000
-    )
-    await expect(page.locator("#job-alert")).to_be_visible()
-    await page.click("#back")
-    await expect(page.locator("tr[data-job=j]")).to_have_class(re.compile("status-failed"))
-    assert watched.errors == []
+from tests.conftest import StartSidecar
+from tests.helpers import wait_for, write_atomic
+from tests.sidecar.server.dashboard import Watched, open_page, running
 
 
 async def _sidecar_process(root: Path, port: int, *args: str) -> asyncio.subprocess.Process:
@@ -239,48 +102,6 @@ async def test_the_client_works_on_a_page_from_another_allowed_origin(
         await runner.cleanup()
 
 
-async def test_with_a_token_the_page_needs_it(
-    jobs_root: Path, start_sidecar: StartSidecar, browser: Browser
-) -> None:
-    write_atomic(jobs_root / "j" / "progress.json", running(2))
-    sidecar = await start_sidecar(token="s3cret")
-    page = await browser.new_page()
-    response = await page.goto(sidecar.url("/"))
-    assert response is not None and response.status == 401
-    assert "unauthorized" in await page.content()
-    watched = await open_page(browser, sidecar.url("/?token=s3cret"))
-    await expect(watched.page.locator("tr[data-job=j] progress")).to_have_attribute(
-        "value", "2", timeout=5000
-    )
-    await watched.page.click("a[href='#job=j']")
-    await expect(watched.page.locator("[data-field=step] dd")).to_have_text("2 / 100", timeout=5000)
-    assert watched.errors == []
-
-
-async def test_a_real_training_run_in_the_job_view(
-    jobs_root: Path, start_sidecar: StartSidecar, browser: Browser, tmp_path: Path
-) -> None:
-    """The screenshot in the README comes from here (DOCS_SCREENSHOT=1 writes it to docs/)."""
-    sidecar: Sidecar = await start_sidecar()
-    (jobs_root / "tiny-gpt2").mkdir()
-    watched = await open_page(browser, sidecar.url("/#job=tiny-gpt2"))
-    trainer = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "trainer", "--jobs-root", str(jobs_root), "--job-id", "tiny-gpt2",
-        "--max-steps", "300", "--eval-steps", "30", "--logging-steps", "5", "--progress-interval", "0.2",
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
-    )  # fmt: skip
-    assert await asyncio.wait_for(trainer.wait(), 180) == 0
-    page = watched.page
-    await expect(page.locator("[data-field=status] dd")).to_have_text("completed", timeout=30000)
-    await expect(page.locator("#chart")).to_have_attribute("data-points", "60", timeout=30000)
-    assert watched.errors == []
-    shot = tmp_path / "job-view.png"
-    await page.screenshot(path=str(shot), full_page=True)
-    assert shot.read_bytes().startswith(b"\x89PNG")
-    if os.environ.get("DOCS_SCREENSHOT"):
-        shutil.copy(shot, DOCS / "dashboard-job.png")
-
-
 async def test_the_client_falls_back_to_polling_and_comes_back(
     jobs_root: Path, start_sidecar: StartSidecar, browser: Browser
 ) -> None:
@@ -306,40 +127,6 @@ async def test_the_client_falls_back_to_polling_and_comes_back(
     await expect(page.locator("#connection")).to_have_text("live", timeout=15000)
     write_atomic(jobs_root / "j" / "progress.json", running(3))
     await expect(page.locator("[data-field=step] dd")).to_have_text("3 / 100", timeout=2000)
-
-
-async def test_the_node_shows_in_the_list_and_in_the_job_view(
-    jobs_root: Path, start_sidecar: StartSidecar, browser: Browser
-) -> None:
-    """A Node column after Job, from each summary's ``node`` (a lone sidecar's is its host
-    name), and the node among the job's facts; a long name is cut short, whole on hover."""
-    write_atomic(jobs_root / "a" / "progress.json", running(10))
-    sidecar = await start_sidecar()
-    _, listing = await sidecar.get_json("/api/jobs")
-    node = listing["jobs"][0]["node"]
-    assert node == socket.gethostname()
-    watched = await open_page(browser, sidecar.url("/"))
-    page = watched.page
-    await expect(page.locator("#jobs thead th")).to_have_text(
-        ["Job", "Node", "Status", "Progress", "Step", "Loss", "ETA", "Updated"]
-    )
-    cell = page.locator("tr[data-job=a] td").nth(1)
-    await expect(cell).to_have_text(node, timeout=5000)
-    await page.click("a[href='#job=a']")
-    await expect(page.locator("[data-field=node] dd")).to_have_text(node, timeout=5000)
-    await expect(page.locator("[data-field=node] dt")).to_have_text("Node")
-    assert watched.errors == []
-
-    long = "gpu-node-0042.training-cluster.europe-west4.example.internal"
-    other = await start_sidecar(node=long)
-    watched = await open_page(browser, other.url("/"))
-    name = watched.page.locator("tr[data-job=a] .node")
-    await expect(name).to_have_text(long, timeout=5000)
-    await expect(name).to_have_attribute("title", long)
-    box = await name.bounding_box()
-    assert box is not None and box["width"] <= 9 * 16  # 9rem
-    assert await name.evaluate("span => span.scrollWidth > span.clientWidth")  # cut short
-    assert watched.errors == []
 
 
 RESUMING_CLIENT = """() => {
