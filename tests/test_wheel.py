@@ -13,20 +13,18 @@ from __future__ import annotations
 import configparser
 import json
 import os
-import queue
 import re
 import shutil
 import signal
 import subprocess
 import sys
-import threading
-import time
 import urllib.request
 import zipfile
 from pathlib import Path
 
 import pytest
 
+from scripts.support.listening import wait_listening
 from tests.helpers import unavailable
 
 REPO = Path(__file__).parents[1]
@@ -100,38 +98,6 @@ def get(url: str) -> tuple[int, str, bytes]:
         return response.status, response.headers.get("Content-Type", ""), response.read()
 
 
-def read_lines(process: subprocess.Popen[str]) -> tuple[queue.Queue[str | None], threading.Thread]:
-    """The process's output lines, read as they come (None at the end)."""
-    lines: queue.Queue[str | None] = queue.Queue()
-
-    def read() -> None:
-        assert process.stdout is not None
-        for line in process.stdout:
-            lines.put(line)
-        lines.put(None)
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
-    return lines, reader
-
-
-def listening_url(lines: queue.Queue[str | None], timeout: float) -> str:
-    """The URL of the sidecar's "listening on http://..." line, waited for with a deadline."""
-    deadline = time.monotonic() + timeout
-    said: list[str] = []
-    while (left := deadline - time.monotonic()) > 0:
-        try:
-            line = lines.get(timeout=left)
-        except queue.Empty:
-            break
-        if line is None:
-            break
-        said.append(line)
-        if found := re.search(r"listening on (http://\S+)", line):
-            return found.group(1)
-    raise AssertionError(f"no 'listening on' line; the sidecar said: {''.join(said)}")
-
-
 @pytest.mark.timeout(300)
 def test_wheel_in_a_clean_venv_serves_the_dashboard_and_a_job_of_its_trainer(
     tmp_path: Path,
@@ -167,11 +133,10 @@ def test_wheel_in_a_clean_venv_serves_the_dashboard_and_a_job_of_its_trainer(
 
     with subprocess.Popen(
         [str(venv / "bin" / "progress-sidecar"), "--root", str(jobs), "--port", "0"],
-        cwd=outside, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        cwd=outside, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     ) as sidecar:  # fmt: skip
-        lines, reader = read_lines(sidecar)
         try:
-            url = listening_url(lines, timeout=30)
+            url = wait_listening(sidecar, timeout=30, what="the installed sidecar").url
             status, kind, page = get(f"{url}/")
             assert status == 200 and kind.startswith("text/html")
             html = page.decode()
@@ -191,4 +156,3 @@ def test_wheel_in_a_clean_venv_serves_the_dashboard_and_a_job_of_its_trainer(
                 sidecar.wait(timeout=10)
             finally:
                 sidecar.kill()
-                reader.join(timeout=10)

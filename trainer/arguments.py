@@ -4,22 +4,10 @@ before anything is written (a mistake is one line and exit status 2)."""
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
 from pathlib import Path
 
-from sidecar.core.argtypes import positive_float, positive_int
+from sidecar.core.argtypes import positive_float, positive_int, version
 from sidecar.core.contract import JOB_ID_PATTERN, is_valid_job_id
-
-DISTRIBUTION = "progress-sidecar"
-
-
-def version() -> str:
-    """This distribution's version, as installed (``unknown`` when it is not: a checkout run
-    without an install has no metadata to read)."""
-    try:
-        return importlib.metadata.version(DISTRIBUTION)
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown (not installed)"
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):

@@ -27,7 +27,15 @@ from typing import Any
 
 import websockets
 
-from benchmarks.common import Server, percentiles, start_sidecar, table, verdict, write_atomic
+from benchmarks.common import (
+    Server,
+    percentiles,
+    rss_mb,
+    start_sidecar,
+    table,
+    verdict,
+    write_atomic,
+)
 
 TARGET_MS = 50.0
 RSS_TARGET_MB = 50.0
@@ -48,13 +56,6 @@ def _append(path: Path, data: bytes) -> float:
         for i in range(0, len(data), 4 << 20):
             f.write(data[i : i + (4 << 20)])
     return time.monotonic() - began
-
-
-def _rss_mb(pid: int, name: str) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(name + ":"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 class _OtherJob:
@@ -154,7 +155,7 @@ async def run(
                 began = time.monotonic()
                 await asyncio.sleep(baseline_seconds)
                 phases["baseline"] = job.delays_ms(began, time.monotonic())
-                rss_before = _rss_mb(pid, "VmRSS")
+                rss_before = rss_mb(pid)
                 history_a = f"{sidecar.ws}/ws/training/a?history=1"
                 step = 1
                 for r in range(rounds):
@@ -193,7 +194,7 @@ async def run(
                     seconds["first look"].append(time.monotonic() - began)
                     await asyncio.sleep(SETTLE)
                     phases["first look"] += job.delays_ms(began, time.monotonic())
-                rss_after, rss_peak = _rss_mb(pid, "VmRSS"), _rss_mb(pid, "VmHWM")
+                rss_after, rss_peak = rss_mb(pid), rss_mb(pid, "VmHWM")
         finally:
             await sidecar.stop()
     figures = {name: percentiles(samples) for name, samples in phases.items()}

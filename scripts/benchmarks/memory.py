@@ -25,7 +25,7 @@ from typing import Any
 
 import aiohttp
 
-from benchmarks.common import Server, start_sidecar, table, verdict
+from benchmarks.common import Server, rss_mb, start_sidecar, table, verdict
 
 GROWTH_TARGET_MB = 100.0
 RELEASED_SHARE = 0.5
@@ -36,13 +36,6 @@ LINE = (
     b'{"step": %d, "epoch": 1.25, "timestamp": "2025-11-06T12:30:00Z", "loss": 0.25, '
     b'"learning_rate": 0.0005, "grad_norm": 1.5, "samples_per_second": 42.5}\n'
 )
-
-
-def rss_mb(pid: int, name: str = "VmRSS") -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(name + ":"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def big_document(step: int, payload: bytes) -> bytes:

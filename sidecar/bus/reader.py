@@ -11,6 +11,7 @@ once someone here wants it, then followed in the stream. A node heard from by no
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import math
 import time
@@ -254,16 +255,14 @@ class Reader:
         self._marks[job_id] = None
         task = asyncio.create_task(self._read_history(job_id), name=f"bus-history-{job_id}")
         self.fetches.add(task)
-        task.add_done_callback(self._fetched)
+        task.add_done_callback(functools.partial(self._fetched, job_id))
 
-    def _fetched(self, task: asyncio.Task[None]) -> None:
+    def _fetched(self, job_id: str, task: asyncio.Task[None]) -> None:
         self.fetches.discard(task)
         if task.cancelled() or (error := task.exception()) is None:
             return
-        job_id = task.get_name().removeprefix("bus-history-")
         # The next want reads it again: a failed read must not leave it "under way" for ever.
-        self._marks.pop(job_id, None)
-        self._held.pop(job_id, None)
+        self.history_unwanted(job_id)
         self.hub.history_interest.forget(job_id)
         logger.error("bus: reading the history of job %s failed", job_id, exc_info=error)
 
@@ -274,7 +273,7 @@ class Reader:
             try:
                 async with self.redis.pipeline(transaction=True) as pipe:
                     pipe.get(wire.history_mark_key(node, job_id))
-                    pipe.lrange(wire.history_key(node, job_id), -self.hub.max_history, -1)
+                    pipe.lrange(wire.history_key(node, job_id), -self.hub.histories.max_entries, -1)
                     raw_mark, entries = await pipe.execute()
             except FAILURES as e:
                 logger.debug("bus: history of job %s not read yet: %s", job_id, e)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import math
 import re
 import urllib.parse
@@ -125,3 +126,15 @@ def _is_redis_url(text: str) -> bool:
         and bool(url.hostname)
         and (database == "" or database.isdigit())
     )
+
+
+DISTRIBUTION = "progress-sidecar"
+
+
+def version() -> str:
+    """This distribution's version, as installed (``unknown`` when it is not: a checkout run
+    without an install has no metadata to read); both commands' ``--version``."""
+    try:
+        return importlib.metadata.version(DISTRIBUTION)
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown (not installed)"

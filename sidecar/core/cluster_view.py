@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Iterable
+from collections.abc import Set as AbstractSet
 
 from sidecar.core.events import JobPublished
 from sidecar.core.state import NODE_LOST, JobState
@@ -29,8 +30,9 @@ class ClusterView:
         """(job id, node) pairs already warned about: each is said once."""
 
     @property
-    def lost_nodes(self) -> frozenset[str]:
-        return frozenset(self._lost)
+    def lost_nodes(self) -> AbstractSet[str]:
+        """The nodes lost now (a view: not to be changed, and no copy at each call)."""
+        return self._lost
 
     def owns(self, origin: str, job_id: str, channel: Channel | None) -> bool:
         """Whether ``origin`` owns the job held in ``channel`` (or may: no node has it yet).

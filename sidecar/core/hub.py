@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from collections.abc import Set as AbstractSet
 
 from sidecar.core.client_limits import (
     MAX_CLIENTS,
@@ -125,7 +126,6 @@ class JobHub:
         """The jobs' histories: asked of the sources, held on a budget, let go."""
         self.history_interest = self.histories.interest
         """Where sources learn whose history someone wants; they answer with ``HistoryLines``."""
-        self.max_history = max_history
 
     def __len__(self) -> int:
         return len(self._channels)
@@ -163,7 +163,7 @@ class JobHub:
         return frozenset(self._index.stall_candidates)
 
     @property
-    def lost_nodes(self) -> frozenset[str]:
+    def lost_nodes(self) -> AbstractSet[str]:
         return self._cluster.lost_nodes
 
     def stranded_nodes(self) -> set[str]:
@@ -201,10 +201,8 @@ class JobHub:
 
     def _show_published(self, state: JobState, name: VersionId) -> None:
         shown, shown_name = self._cluster.shown(state, name)
-        self._put(shown, name=shown_name)
-        channel = self._channels[state.job_id]
-        channel.published = (state, name)
-        self._index.note(state.job_id, channel.state, own=False)
+        self._put(shown, name=shown_name, own=False)
+        self._channels[state.job_id].published = (state, name)
 
     def sweep(self, *, process_alive: ProcessCheck | None = None) -> int:
         """Apply the stall rule to every job it can change now (``stall_candidates``: a sweep
@@ -213,10 +211,7 @@ class JobHub:
         now = self._clock()
         changed = []
         for job_id in self._index.stall_candidates:
-            channel = self._channels[job_id]
-            if channel.published is not None:
-                continue  # another node's job: its owner applies the rule
-            state = channel.state
+            state = self._channels[job_id].state  # this node's own (another's owner sweeps it)
             alive = None
             if process_alive is not None and state.has_file and not state.complete:
                 alive = process_alive(state)
@@ -230,13 +225,19 @@ class JobHub:
     # Versions, and their fan-out.
 
     def _put(
-        self, state: JobState, *, arrived: float | None = None, name: VersionId | None = None
+        self,
+        state: JobState,
+        *,
+        arrived: float | None = None,
+        name: VersionId | None = None,
+        own: bool = True,
     ) -> None:
+        """Make ``state`` the job's state (``own``: this node's, or another's, published)."""
         new = state.job_id not in self._channels
         change = self._versions.put(state, arrived=arrived, name=name)
         if new:
             self._index.added(state.job_id)
-        self._index.note(state.job_id, state, own=self._channels[state.job_id].published is None)
+        self._index.note(state.job_id, state, own=own)
         if change is None:
             return
         self._touch(state.job_id)  # the jobs list first: a client's send may fail

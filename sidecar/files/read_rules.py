@@ -88,7 +88,7 @@ def decide(
         return _without_file(known, dir_mtime)
     if attempt < len(TORN_READ_RETRIES):
         # Unreadable, or gone from a job that had one: a writer may be half-way through.
-        pending = Publish(dict(PENDING), now, has_file=False) if known is None else None
+        pending = Publish(PENDING, now, has_file=False) if known is None else None
         return Retry(TORN_READ_RETRIES[attempt], pending)
     if isinstance(result, Missing):
         if dir_mtime is None:
@@ -97,7 +97,7 @@ def decide(
     else:
         reason = result.reason
     if known is None:
-        return Publish(dict(PENDING), now, has_file=False, read_error=reason)
+        return Publish(PENDING, now, has_file=False, read_error=reason)
     return Publish(known.document, known.modified_at, known.has_file, read_error=reason)
 
 

@@ -259,22 +259,27 @@ class FileWatcher:
         """Stop the watch when the root goes or is replaced; rescan now and then meanwhile."""
         # The watch is in place by the time this first runs: this scan catches what changed
         # between the scan before it and the watch.
-        took = await self.reconcile()
-        self.rescan_pause = rescan_pause(took, floor=self.rescan_interval)
-        next_scan = time.monotonic() + self.rescan_pause
+        next_scan = 0.0
         while _root_id(self.layout.root) == root_id:
-            await asyncio.sleep(ROOT_CHECK_INTERVAL)
             if time.monotonic() >= next_scan:
                 took = await self.reconcile()
                 self.rescan_pause = rescan_pause(took, floor=self.rescan_interval)
                 next_scan = time.monotonic() + self.rescan_pause
+            await asyncio.sleep(ROOT_CHECK_INTERVAL)
         stop.set()
 
-    async def _poll(self, root_id: tuple[int, int]) -> None:
-        took = 0.0
+    async def _poll(self, root_id: tuple[int, int], *, retry_inotify: bool = False) -> None:
+        """Poll while the root stays; with ``retry_inotify``, also try inotify again every
+        ``INOTIFY_RETRY``, and return once it works."""
+        retry_at, took = time.monotonic() + INOTIFY_RETRY, 0.0
         while _root_id(self.layout.root) == root_id:
             await asyncio.sleep(poll_pause(took, floor=self.poll_interval))
             took = await self.reconcile()
+            if retry_inotify and time.monotonic() >= retry_at:
+                if await asyncio.to_thread(inotify_blocked, str(self.layout.root)) is None:
+                    logger.info("watching %s by inotify again", self.layout.root)
+                    return
+                retry_at = time.monotonic() + INOTIFY_RETRY
 
     async def _poll_while_undecodable(self, root_id: tuple[int, int], why: str) -> None:
         """Poll while inotify cannot watch the root (a name under it is not UTF-8: anyone who
@@ -291,15 +296,7 @@ class FileWatcher:
                 self.poll_interval,
                 INOTIFY_RETRY,
             )
-        retry_at, took = time.monotonic() + INOTIFY_RETRY, 0.0
-        while _root_id(self.layout.root) == root_id:
-            await asyncio.sleep(poll_pause(took, floor=self.poll_interval))
-            took = await self.reconcile()
-            if time.monotonic() >= retry_at:
-                if await asyncio.to_thread(inotify_blocked, str(self.layout.root)) is None:
-                    logger.info("watching %s by inotify again", self.layout.root)
-                    return
-                retry_at = time.monotonic() + INOTIFY_RETRY
+        await self._poll(root_id, retry_inotify=True)
 
 
 def _root_id(root: Path) -> tuple[int, int] | None:

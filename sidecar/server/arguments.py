@@ -7,7 +7,6 @@ error line and exit status 2.
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
@@ -22,6 +21,7 @@ from sidecar.core.argtypes import (
     positive_float,
     positive_int,
     redis_url,
+    version,
 )
 from sidecar.core.environment import (
     REDIS_ENV,
@@ -37,7 +37,6 @@ from sidecar.server.preflight import host_problem, listen_host, root_problem
 from sidecar.server.settings import Settings
 
 PROG = "progress-sidecar"
-DISTRIBUTION = "progress-sidecar"
 
 USAGE = (
     "%(prog)s [--root DIR] [--redis URL] [--host HOST] [--port PORT] [options]\n"
@@ -62,7 +61,7 @@ _OPTIONS: list[tuple[str, str, Callable[[str], Any], str | None, str]] = [
     (WHERE, "--pattern", str, None, "where a job's progress file lies under the root; {job_id} marks the job id"),
     (WHERE, "--stall-after", positive_float, "SECONDS", "a job not complete whose file has not changed for this long is sent stalled: true"),
     (WHERE, "--max-file-bytes", positive_int, "BYTES", "larger progress files are refused and the last good state kept"),
-    (WHERE, "--poll-interval", positive_float, "SECONDS", "seconds between two polls with --poll"),
+    (WHERE, "--poll-interval", positive_float, "SECONDS", "seconds between two polls (with --poll, on a network filesystem, or while a name under the root keeps inotify from working); at least 20 times what the last poll took"),
     (WHERE, "--rescan-interval", positive_float, "SECONDS", "seconds between two scans that catch what inotify may have missed"),
     (WHERE, "--watch-step-ms", positive_int, "MS", "while events flow (2 s after one), how often the watcher looks for more: a write waits one to two of these"),
     (WHERE, "--watch-warm-seconds", non_negative_float, "SECONDS", "after the last event, how long the watcher still looks every 3 ms (a write waits 3 to 6 ms) before it looks every 25 ms at rest; about 0.5 %% of a core meanwhile; 0: none (see docs/benchmarks.md)"),
@@ -80,14 +79,6 @@ _OPTIONS: list[tuple[str, str, Callable[[str], Any], str | None, str]] = [
     (CLUSTER, "--node", node_name, "NAME", "this node's name in a cluster (unique there; shown as each job's node, also without --redis)"),
     (CLUSTER, "--node-timeout", positive_float, "SECONDS", "with --redis: a node not heard from for this long is lost, and its running jobs are shown stalled"),
 ]  # fmt: skip
-
-
-def version() -> str:
-    """This distribution's version, as installed (``unknown`` when it is not)."""
-    try:
-        return importlib.metadata.version(DISTRIBUTION)
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown (not installed)"
 
 
 class _Parser(argparse.ArgumentParser):

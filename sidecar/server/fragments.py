@@ -19,7 +19,7 @@ import time
 from collections.abc import Sequence
 from typing import Final
 
-from sidecar.server.keys import METRICS, SETTINGS
+from sidecar.server.keys import SETTINGS
 from sidecar.server.slices import Slices
 from sidecar.server.sockets import ClientSocket
 
@@ -93,14 +93,7 @@ async def _drain(client: ClientSocket, transport: asyncio.BaseTransport) -> bool
         if transport.is_closing():
             return False
         if time.monotonic() > deadline:
-            logger.warning(
-                "%s: client %s read nothing for %.1f s; dropping it",
-                client.peer,
-                client.request.remote,
-                timeout,
-            )
-            client.request.app[METRICS].send.send_timeouts += 1
-            transport.abort()
+            client.drop_for_not_reading(timeout)
             return False
         await asyncio.sleep(DRAIN_POLL)
         if (now_waiting := transport.get_write_buffer_size()) < waiting:

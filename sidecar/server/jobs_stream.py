@@ -19,7 +19,7 @@ from typing import Final
 from aiohttp import web
 
 from sidecar.core.codec import encode
-from sidecar.core.contract import is_valid_job_id, isoformat_utc
+from sidecar.core.contract import isoformat_utc
 from sidecar.core.hub import JobHub
 from sidecar.core.patch import merge_patch
 from sidecar.core.protocol import PATCH, SNAPSHOT, MessageType, jobs_list_message
@@ -106,8 +106,9 @@ async def _changed_members(
 
 def _key(job_id: str, *, first: bool) -> bytes:
     """``"job_id":`` (after a comma unless ``first``)."""
-    # A valid job id has nothing to escape: quoted as it is, 7 times faster than json's encoder.
-    key = b'"%s":' % job_id.encode() if is_valid_job_id(job_id) else encode(job_id) + b":"
+    # Every id in the hub passed the job id rule where it came in (files/layout, bus/wire): it
+    # has nothing to escape, and is quoted as it is, 7 times faster than json's encoder.
+    key = b'"%s":' % job_id.encode()
     return key if first else b"," + key
 
 

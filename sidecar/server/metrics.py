@@ -31,10 +31,10 @@ class Metrics:
         self,
         hub: JobHub,
         watch: WatchStats,
-        bus: Bus | None = None,
+        bus: Bus | None,
         *,
-        supervisor: Supervisor | None = None,
-        sinks: Sequence[GuardedSink] = (),
+        supervisor: Supervisor,
+        sinks: Sequence[GuardedSink],
     ) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.watch = watch
@@ -46,7 +46,7 @@ class Metrics:
             registry=self.registry,
         )
         self.registry.register(_Figures(hub, watch, self.send, bus))
-        self.registry.register(_Health(supervisor or Supervisor(), sinks, bus))
+        self.registry.register(_Health(supervisor, sinks, bus))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
@@ -160,8 +160,8 @@ class _Health(Collector):
         if self.bus is not None:
             yield CounterMetricFamily(
                 "sidecar_bus_entries_dropped",
-                "Entries read from Redis that are not this protocol's (dropped, and logged "
-                "at most once every 10 s).",
+                "Entries read from Redis that are not this protocol's (dropped; logged at most "
+                "once every 10 s, a history read's once per read).",
                 value=self.bus.dropped,
             )
 

@@ -107,19 +107,23 @@ class ClientSocket:
             async with asyncio.timeout(timeout):
                 await self.ws.send_frame(frame, WSMsgType.TEXT)
         except TimeoutError:
-            logger.warning(
-                "%s: client %s read nothing for %.1f s; dropping it",
-                self.peer,
-                self.request.remote,
-                timeout,
-            )
-            app[METRICS].send.send_timeouts += 1
-            if self.request.transport is not None:
-                self.request.transport.abort()
+            self.drop_for_not_reading(timeout)
             return False
         except ConnectionError:
             return False
         return True
+
+    def drop_for_not_reading(self, timeout: float) -> None:
+        """Drop a client that took nothing for ``timeout`` seconds: a warning, counted."""
+        logger.warning(
+            "%s: client %s read nothing for %.1f s; dropping it",
+            self.peer,
+            self.request.remote,
+            timeout,
+        )
+        self.request.app[METRICS].send.send_timeouts += 1
+        if self.request.transport is not None:
+            self.request.transport.abort()
 
     @property
     def writable(self) -> bool:

@@ -85,8 +85,8 @@ class Supervisor:
                 backoff.reset()  # it ran well for a while: this is a new failure
             self.restarts[name] += 1
             pause = backoff.next()
-            self._down[name] = _reason(error)
-            self._report(name, error, pause)
+            self._down[name] = reason = _reason(error)
+            self._report(name, error, reason, pause)
             await asyncio.sleep(pause)
 
     async def _run_once(self, name: str, work: Work) -> BaseException | None:
@@ -112,8 +112,7 @@ class Supervisor:
             return e
         return None
 
-    def _report(self, name: str, error: BaseException | None, pause: float) -> None:
-        what = _reason(error)
+    def _report(self, name: str, error: BaseException | None, what: str, pause: float) -> None:
         key = (name, type(error).__name__)
         if key not in self._said:
             self._said.add(key)

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import CpuMeter, Server, peak_rss_mb, spawn
+from benchmarks.common import CpuMeter, Server, peak_rss_mb, rss_mb, spawn
 from benchmarks.many_jobs.clients import PAGE, dashboards, http_get, list_all, list_pages
 from benchmarks.many_jobs.results import Measured, summary
 from benchmarks.many_jobs.stall_probe import Probe
@@ -44,13 +44,6 @@ def make_root(root: Path, jobs: int, files: int) -> None:
                 )
             )
             os.utime(file, (hour_ago, hour_ago))
-
-
-def _rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 async def _start_sidecar(root: Path) -> Server:
@@ -90,7 +83,7 @@ async def run(
                 await asyncio.sleep(0.05)
             ready = time.monotonic() - launched
             await asyncio.sleep(settle_seconds)  # past the scans and the watch set up at start
-            rss_rest = _rss_mb(pid)
+            rss_rest = rss_mb(pid)
             meter = CpuMeter(pid)
             await asyncio.sleep(rest_seconds)
             cpu_rest = meter.percent()
@@ -121,7 +114,7 @@ async def run(
                     await asyncio.sleep(1)
             probed = await probe.stop()
             await asyncio.sleep(5)
-            rss_after = _rss_mb(pid)
+            rss_after = rss_mb(pid)
             rss_peak = peak_rss_mb(pid)
         finally:
             await sidecar.stop()

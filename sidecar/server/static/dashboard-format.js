@@ -52,11 +52,6 @@
     return isNumber(value) ? Number(value.toPrecision(digits)).toString() : NONE;
   }
 
-  /** A finite number as JSON writes it (a step, a count, a pid). */
-  function plain(value) {
-    return isNumber(value) ? String(value) : NONE;
-  }
-
   function percent(value) {
     return isNumber(value) ? `${value.toFixed(1)} %` : NONE;
   }
@@ -128,6 +123,6 @@
 
   root.DashboardFormat = {
     NONE, TEXT, field, isNumber, isStep, isPlotValue,
-    text, number, plain, percent, bar, duration, time, step, epoch, eta, outcome, statusClass, tick,
+    text, number, percent, bar, duration, time, step, epoch, eta, outcome, statusClass, tick,
   };
 })(window);

@@ -12,6 +12,7 @@ from scripts.support.ports import free_port
 from sidecar.bus.link import Link, connect
 from sidecar.bus.publisher import Publisher
 from sidecar.core.hub import JobHub
+from tests.helpers import wait_for
 
 NODE_TIMEOUT = 0.8
 
@@ -30,9 +31,8 @@ async def test_the_announcer_retries_within_a_quarter_of_the_node_timeout() -> N
     link.failed = counted  # type: ignore[method-assign]
     task = asyncio.create_task(publisher.announce())
     try:
-        # Unbounded, the backoff's fourth pause alone would be 0.4 to 0.8 s, its fifth 0.8 to
-        # 1.6 s: 2.5 s holds them.
-        await asyncio.sleep(2.5)
+        # Unbounded, the backoff's fourth pause alone would be 0.4 to 0.8 s: eight tries hold it.
+        await wait_for(lambda: len(tries) >= 8, timeout=10, what="eight tries")
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):

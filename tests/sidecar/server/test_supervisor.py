@@ -98,16 +98,17 @@ async def test_supervisor_backs_off_and_logs_the_traceback_once(
 
 async def test_supervisor_stop_cancels_and_does_not_restart() -> None:
     supervisor = Supervisor()
-    cancelled = asyncio.Event()
+    started, cancelled = asyncio.Event(), asyncio.Event()
 
     async def work() -> None:
+        started.set()
         try:
             await asyncio.Event().wait()
         finally:
             cancelled.set()
 
     supervisor.start("task", work)
-    await asyncio.sleep(0.01)
+    await started.wait()
     await supervisor.stop()
     assert cancelled.is_set() and supervisor.restarts["task"] == 0
 
