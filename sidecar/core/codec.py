@@ -131,6 +131,55 @@ def decode_document(data: bytes, *, max_depth: int = MAX_DEPTH) -> JSONValue:
     return value
 
 
+def _refuse_constant(name: str) -> None:
+    raise ValueError(f"{name} is not a number JSON has")
+
+
+def _strict_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"a number past a float's range: {text[:20]}")
+    return value
+
+
+def _strict_int(text: str) -> int:
+    if len(text) > _MAX_INT_DIGITS + 1:
+        raise ValueError(f"an integer of {len(text)} digits")
+    value = int(text)
+    if not -_INT_LIMIT <= value < _INT_LIMIT:
+        raise ValueError("an integer past 2**63")
+    return value
+
+
+def decode_strict(data: bytes, *, max_depth: int = MAX_DEPTH) -> JSONValue:
+    """Parse what this project's own code wrote (a bus entry): what ``encode`` never writes
+    is refused, not repaired. Besides ``decode_document``'s refusals: any surrogate escape,
+    NaN and Infinity, a float past its range, an integer past 2**63, a byte-order mark.
+
+    Raises:
+        ValueError: the bytes are not such JSON (the reason says why).
+    """
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"not utf-8 (byte {e.start})") from None
+    if _SURROGATE_ESCAPE.search(text):
+        raise ValueError("a surrogate escape (text that is not encodable as UTF-8)")
+    try:
+        value = json.loads(
+            text,
+            parse_constant=_refuse_constant,
+            parse_float=_strict_float,
+            parse_int=_strict_int,
+        )
+    except RecursionError:
+        raise TooDeep(f"nesting too deep (over {MAX_DEPTH} levels)") from None
+    except json.JSONDecodeError as e:
+        raise ValueError(f"invalid json: {e.msg} at line {e.lineno} column {e.colno}") from None
+    _check_depth(value, max_depth)
+    return value
+
+
 def _check_depth(value: JSONValue, depth: int) -> None:
     kind = type(value)
     if kind is not dict and kind is not list:
@@ -168,14 +217,15 @@ def encode_with_list(value: JSONObject, key: str, encoded_items: list[bytes]) ->
     return b"".join((head[:-1], separator, encode(key), b":[", items, b"]}"))
 
 
-def decode_entry(data: bytes) -> bytes:
-    """One history entry from outside (a metrics.jsonl line, a Redis list item), checked and
-    encoded again by ``encode``: the only bytes ``encode_with_list`` may join.
+def decode_entry(data: bytes, *, strict: bool = False) -> bytes:
+    """One history entry from outside (a metrics.jsonl line; ``strict``: a Redis list item,
+    through ``decode_strict``), checked and encoded again by ``encode``: the only bytes
+    ``encode_with_list`` may join.
 
     Raises:
         ValueError: it is not a JSON object (the reason says why).
     """
-    value = decode_document(data)
+    value = decode_strict(data) if strict else decode_document(data)
     if not isinstance(value, dict):
         raise ValueError("not a json object")
     return encode(value)

@@ -16,6 +16,13 @@ PROGRESS_FILE: Final = "progress.json"
 HISTORY_FILE: Final = "metrics.jsonl"
 """A job's metrics history beside its progress file: one JSON object per line, appended."""
 
+MAX_FILE_BYTES: Final = 1 << 20
+"""The default of ``--max-file-bytes``: the largest progress file read (and bus document taken)."""
+MAX_HISTORY_LINE: Final = 32 << 10
+"""The longest metrics line taken, in bytes (one reader's slice of metrics.jsonl; a bus entry's
+history item): metrics lines are 100 to 200 bytes, a log event with every metric of a trainer a
+few KiB. A longer one is dropped."""
+
 JOB_ID_PATTERN: Final = r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}"
 """A job id: only such ids ever reach the filesystem or a URL."""
 _JOB_ID = re.compile(JOB_ID_PATTERN)

@@ -11,12 +11,13 @@ from pathlib import Path
 from typing import NamedTuple
 
 from sidecar.core.codec import decode_entry
+from sidecar.core.contract import MAX_HISTORY_LINE
 from sidecar.core.history_log import DEFAULT_MAX_ENTRIES, MAX_BYTES
 from sidecar.files.beneath import open_beneath
 
 logger = logging.getLogger(__name__)
 
-SLICE_BYTES = 32 << 10
+SLICE_BYTES = MAX_HISTORY_LINE
 """What one ``HistoryFileReader.read`` reads at most. Parsing and encoding 32 KiB of the densest
 lines (arrays of floats) again takes about 2 ms on the 2-core development machine, so that no
 slice holds the event loop long (docs/benchmarks.md, history flood). A line must fit in one: a

@@ -9,11 +9,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sidecar.core.codec import JSONObject, decode_document
-from sidecar.core.contract import clamp_time
+from sidecar.core.contract import MAX_FILE_BYTES, clamp_time
 from sidecar.files.beneath import open_beneath
 from sidecar.files.layout import FileSignature
 
-DEFAULT_MAX_BYTES = 1 << 20
+DEFAULT_MAX_BYTES = MAX_FILE_BYTES
 
 
 @dataclass(frozen=True, slots=True)
