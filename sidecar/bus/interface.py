@@ -22,6 +22,21 @@ class Bus(Protocol):
         ...
 
     @property
+    def reason(self) -> str | None:
+        """Why the bus is down (None while up)."""
+        ...
+
+    @property
+    def nodes_left_out(self) -> int:
+        """Nodes announced and not read (past ``--max-nodes``) at the last look."""
+        ...
+
+    @property
+    def jobs_left_out(self) -> int:
+        """Other nodes' jobs not taken (past ``--max-jobs-per-node``) since start."""
+        ...
+
+    @property
     def ready(self) -> asyncio.Event:
         """Set once every job of the cluster has been read, or the bus found unreachable."""
         ...

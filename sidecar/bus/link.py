@@ -5,16 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import urllib.parse
 from collections.abc import Callable, Sequence
 from typing import Final
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import AuthenticationError, RedisError, ResponseError
-
-from sidecar.bus.interface import BusConfigError
+from redis.exceptions import RedisError
 
 logger = logging.getLogger(__name__)
 
@@ -38,27 +35,13 @@ def connect(url: str) -> aioredis.Redis:
     return client
 
 
-async def refused(url: str) -> None:
-    """Try Redis once, at start-up: unreachable is no error (the bus retries and says so).
-
-    Raises:
-        BusConfigError: Redis answered and refused (credentials, database).
-    """
-    client = connect(url)
-    try:
-        await asyncio.wait_for(client.ping(), CONNECT_TIMEOUT + 1)
-    except (AuthenticationError, ResponseError) as e:
-        if "auth" in str(e).lower() and not urllib.parse.urlsplit(url).password:
-            raise BusConfigError(
-                "--redis: Redis wants a password and the URL has none "
-                "(redis://:PASSWORD@HOST:PORT/DB; SIDECAR_REDIS_URL keeps it out of ps)"
-            ) from None
-        raise BusConfigError(f"--redis: Redis refused the connection: {e}") from None
-    except (*FAILURES, TimeoutError):
-        pass
-    finally:
-        with contextlib.suppress(*FAILURES):
-            await client.aclose()
+def stop_if_cancelled() -> None:
+    """Raise ``CancelledError`` when this task is being cancelled. redis-py may turn a
+    cancellation that lands inside a command into a connection error: a retry loop that caught
+    it would go on, and the sidecar would never stop."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 READING: Final = "reading"
@@ -82,6 +65,8 @@ class Link:
         self._clients = clients
         self._failing: set[str] = {READING}  # until the first read
         self._down_said = False
+        self.reason: str | None = "not read yet"
+        """Why it is down (the part, and Redis' error); None while up."""
 
     @property
     def up(self) -> bool:
@@ -98,15 +83,19 @@ class Link:
         self._failing.discard(part)
         if part == READING:
             self._on_reading()
-        if not self._failing and self._down_said:
-            logger.info("bus up again: Redis answers")
-            self._down_said = False
+        if not self._failing:
+            self.reason = None
+            if self._down_said:
+                logger.info("bus up again: Redis answers")
+                self._down_said = False
 
     async def failed(self, part: str, error: BaseException) -> None:
+        stop_if_cancelled()
         self._failing.add(part)
+        reason = str(error).rstrip(".") or type(error).__name__
+        self.reason = f"{part}: {reason}"
         if not self._down_said:
             what = "bus down" if self.ready.is_set() else "bus unreachable at start"
-            reason = str(error).rstrip(".") or type(error).__name__
             logger.warning(
                 "%s (%s): %s; serving what is known, retrying with backoff", what, part, reason
             )

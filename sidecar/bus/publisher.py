@@ -13,11 +13,13 @@ import asyncio
 import itertools
 import logging
 import math
+from collections.abc import Iterator
 from typing import Any, Final
 
 import redis.asyncio as aioredis
 
-from sidecar.bus import wire
+from sidecar.bus import keys, wire
+from sidecar.bus.decoder import HISTORY_CHUNK, HISTORY_CHUNK_BYTES
 from sidecar.bus.defaults import FINISHED_TTL, HEARTBEAT_INTERVAL, RUNNING_TTL, STREAM_LENGTH
 from sidecar.bus.link import FAILURES, WRITING, Link
 from sidecar.core.backoff import Backoff
@@ -28,8 +30,6 @@ from sidecar.core.subscription import JobsWatch
 
 logger = logging.getLogger(__name__)
 
-HISTORY_CHUNK: Final = 500
-"""History entries per stream entry."""
 BATCH_JOBS: Final = 100
 BATCH_ENTRIES: Final = 5000
 """At most this many jobs and history entries per transaction: a republication of everything
@@ -71,9 +71,12 @@ class Publisher:
         while True:
             try:
                 async with self.redis.pipeline(transaction=False) as pipe:
-                    pipe.set(wire.node_key(self.node), self.hub.epoch, ex=ttl, get=True)
-                    self._xadd(pipe, wire.heartbeat_message(self.node, self.hub.epoch))
-                    before, _ = await pipe.execute()
+                    pipe.set(keys.alive_key(self.node), self.hub.epoch, ex=ttl, get=True)
+                    self._xadd(pipe, wire.heartbeat_message(self.hub.epoch))
+                    # What only this node refreshes leaves Redis a while after it does not.
+                    pipe.expire(keys.changes_key(self.node), RUNNING_TTL)
+                    pipe.expire(keys.jobs_key(self.node), RUNNING_TTL)
+                    before, *_ = await pipe.execute()
             except FAILURES as e:
                 await self.link.failed(WRITING, e)
                 # Never longer than a quarter of the node timeout: once Redis is back, the
@@ -99,8 +102,8 @@ class Publisher:
     async def leave(self) -> None:
         """Say this node's sidecar stops (its announcement goes; the others know at once)."""
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.delete(wire.node_key(self.node))
-            self._xadd(pipe, wire.leave_message(self.node))
+            pipe.delete(keys.alive_key(self.node))
+            self._xadd(pipe, wire.leave_message())
             await pipe.execute()
 
     async def run(self) -> None:
@@ -144,10 +147,8 @@ class Publisher:
     async def _stale_jobs(self) -> set[str]:
         """This node's jobs that Redis has and this node has not (they went while no sidecar
         of this node ran): they are written as gone."""
-        prefix = wire.job_key(self.node, "")
-        known: set[str] = set()
-        async for key in self.redis.scan_iter(match=prefix + "*", count=1000):
-            known.add(key.decode(errors="replace").removeprefix(prefix))
+        fields: list[bytes | str] = await self.redis.hkeys(keys.jobs_key(self.node))
+        known = {f.decode(errors="replace") if isinstance(f, bytes) else f for f in fields}
         # Only ids that could be jobs: any program may write keys that match the pattern.
         stale = {j for j in known if is_valid_job_id(j) and self._own(j) is None}
         self._published |= stale
@@ -194,11 +195,11 @@ class Publisher:
             if job_id in published:
                 published.discard(job_id)
                 cursors.pop(job_id, None)
-                self._xadd(pipe, wire.gone_message(self.node, job_id))
+                self._xadd(pipe, wire.gone_message(job_id))
+                pipe.hdel(keys.jobs_key(self.node), job_id)
                 pipe.delete(
-                    wire.job_key(self.node, job_id),
-                    wire.history_key(self.node, job_id),
-                    wire.history_mark_key(self.node, job_id),
+                    keys.history_key(self.node, job_id),
+                    keys.history_mark_key(self.node, job_id),
                 )
             return
         if job_id not in published:
@@ -207,9 +208,9 @@ class Publisher:
         message = wire.state_message(state, version.epoch, version.seq)
         self._xadd(pipe, message)
         ttl = self._ttl(state)
-        pipe.set(wire.job_key(self.node, job_id), message, ex=ttl)
-        pipe.expire(wire.history_key(self.node, job_id), ttl)
-        pipe.expire(wire.history_mark_key(self.node, job_id), ttl)
+        pipe.hset(keys.jobs_key(self.node), job_id, message)
+        pipe.expire(keys.history_key(self.node, job_id), ttl)
+        pipe.expire(keys.history_mark_key(self.node, job_id), ttl)
 
     def _write_history(self, pipe: Any, job_id: str, cursors: dict[str, wire.HistoryMark]) -> int:
         """Queue what is new of a job's history; returns how many entries."""
@@ -223,20 +224,19 @@ class Publisher:
         if not entries and not reset:
             return 0
         key, mark_key = (
-            wire.history_key(self.node, job_id),
-            wire.history_mark_key(self.node, job_id),
+            keys.history_key(self.node, job_id),
+            keys.history_mark_key(self.node, job_id),
         )
         if reset:
             pipe.delete(key)
         total = log.total - len(entries)
-        for start in range(0, max(len(entries), 1), HISTORY_CHUNK):
-            chunk = entries[start : start + HISTORY_CHUNK]
+        for number, chunk in enumerate(_chunks(entries)):
             total += len(chunk)
             mark = wire.HistoryMark(self.hub.epoch, log.generation, total)
             if chunk:
                 pipe.rpush(key, *chunk)
-            first = reset and start == 0
-            self._xadd(pipe, wire.history_message(self.node, job_id, chunk, mark=mark, reset=first))
+            first = reset and number == 0
+            self._xadd(pipe, wire.history_message(job_id, chunk, mark=mark, reset=first))
         end = wire.HistoryMark(self.hub.epoch, log.generation, log.total)
         ttl = self._ttl(state)
         pipe.ltrim(key, -log.max_entries, -1)
@@ -249,4 +249,19 @@ class Publisher:
         return self.finished_ttl if state.complete else RUNNING_TTL
 
     def _xadd(self, pipe: Any, message: bytes) -> None:
-        pipe.xadd(wire.CHANGES, {wire.FIELD: message}, maxlen=self.stream_length)
+        pipe.xadd(keys.changes_key(self.node), {keys.FIELD: message}, maxlen=self.stream_length)
+
+
+def _chunks(entries: list[bytes]) -> Iterator[list[bytes]]:
+    """History entries a stream message each: at most ``HISTORY_CHUNK`` of them, and no more
+    once they pass ``HISTORY_CHUNK_BYTES``; one empty chunk when there are none."""
+    chunk: list[bytes] = []
+    size = 0
+    for entry in entries:
+        chunk.append(entry)
+        size += len(entry)
+        if len(chunk) >= HISTORY_CHUNK or size >= HISTORY_CHUNK_BYTES:
+            yield chunk
+            chunk, size = [], 0
+    if chunk or not entries:
+        yield chunk

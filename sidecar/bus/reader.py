@@ -1,337 +1,293 @@
 """Every other node's jobs, from Redis into the hub.
 
-At start (and whenever the stream lost entries this reader had not read: Redis restarted, or
-trimmed past it), the current state of every job is read from its key, then the stream is
-followed from where it stood before that read: nothing falls in between, and what is read twice
-is an older or the same version, which the hub ignores. A job's history is read from its list
-once someone here wants it, then followed in the stream. A node heard from by nothing for
-``node_timeout`` seconds is lost, while Redis answers.
+Each node writes its own stream (``sidecar.bus.keys``); a reader finds the nodes by their
+announcements (``SCAN``, every ``DISCOVER_INTERVAL``; at start, and after Redis restarted, by
+their streams too, so that a lost node's running jobs are shown), and reads each node's jobs
+hash and the position of its stream in one transaction, then follows the stream from there:
+nothing falls in between, nothing is read twice, and a node's entries apply in the order the
+node wrote them (a forged ``seq`` pins nothing). Whenever a node's stream lost entries this
+reader had not read (Redis restarted, or trimmed past it), that node is read again.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
-import math
 import time
-from collections.abc import AsyncIterator
 from typing import Any, Final
 
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
-from sidecar.bus import wire
-from sidecar.bus.defaults import HEARTBEAT_INTERVAL
+from sidecar.bus import decoder, keys, wire
+from sidecar.bus.defaults import MAX_JOBS_PER_NODE, MAX_NODES
+from sidecar.bus.history_follow import HistoryFollower
 from sidecar.bus.link import FAILURES, READING, Link
+from sidecar.bus.nodes import NodeTable
+from sidecar.bus.rate_log import Drops, RateLimitedLog
 from sidecar.core.backoff import Backoff
-from sidecar.core.events import (
-    Event,
-    GuardedSink,
-    HistoryLines,
-    JobGone,
-    JobPublished,
-    NodeBack,
-    NodeLost,
-)
+from sidecar.core.events import GuardedSink, JobGone, JobPublished
 from sidecar.core.hub import JobHub
 
 logger = logging.getLogger(__name__)
 
-RESTARTED: Final = "restarted"
-TRIMMED: Final = "trimmed"
 READ_BLOCK_MS: Final = 1000
 READ_COUNT: Final = 1000
-MGET_BATCH: Final = 500
-DROP_LOG_INTERVAL: Final = 10.0
-"""Seconds between two log lines about entries dropped as not this protocol's."""
-ANNOUNCE_GRACE: Final = 4 * HEARTBEAT_INTERVAL
-"""Seconds a node that has jobs in Redis but no announcement there has to announce itself."""
+DISCOVER_INTERVAL: Final = 0.5
+"""Seconds between two looks for nodes not known yet (a ``SCAN`` of the announcements)."""
+DISCOVER_BATCH: Final = 32
+"""Nodes read at most in one look: a flood of announcements delays no stream."""
+STREAM_TYPES: Final = (b"stream", b"none")
+HASH_TYPES: Final = (b"hash", b"none")
 
 
 class Reader:
     """Reads the cluster's jobs into ``hub``, except its own node's."""
 
     def __init__(
-        self, redis: aioredis.Redis, link: Link, hub: JobHub, *, node_timeout: float
+        self,
+        redis: aioredis.Redis,
+        link: Link,
+        hub: JobHub,
+        *,
+        node_timeout: float,
+        limits: decoder.Limits,
+        max_nodes: int = MAX_NODES,
+        max_jobs_per_node: int = MAX_JOBS_PER_NODE,
     ) -> None:
         self.redis = redis
         self.link = link
         self.hub = hub
-        self.node = hub.node
-        self.node_timeout = node_timeout
-        self.heard: dict[str, float] = {}
-        """Each known node and when it was last heard from (monotonic)."""
-        # Histories of other nodes' jobs that someone here wants: how far each is applied
-        # (None while it is read), and what came from the stream meanwhile.
-        self._marks: dict[str, wire.HistoryMark | None] = {}
-        self._held: dict[str, list[wire.History]] = {}
-        self.fetches: set[asyncio.Task[None]] = set()
-        self._run_id: str | None = None
+        self.limits = limits
         self.sink = GuardedSink(hub.apply, source="bus")
-        self.dropped = 0
-        """Entries dropped as not this protocol's (the whole message, or a history entry)."""
-        self._drops_said = -math.inf  # when the last line about drops was logged
-
-    def forgive_silence(self) -> None:
-        """Redis answers again: silence while it did not is not the nodes' fault."""
-        now = time.monotonic()
-        self.heard = dict.fromkeys(self.heard, now)
+        self.drops = Drops(logger)
+        self._log = RateLimitedLog(logger)
+        self.nodes = NodeTable(
+            hub,
+            self.sink,
+            self._gone,
+            node_timeout=node_timeout,
+            max_nodes=max_nodes,
+            max_jobs=max_jobs_per_node,
+        )
+        self.histories = HistoryFollower(redis, hub, self.sink, self.drops)
+        self._run_id: str | None = None
+        self._discover_at = 0.0
+        self._looked: dict[str, float] = {}
+        """Nodes announced, read and not taken (stale), and when."""
 
     async def run(self) -> None:
         """Read until cancelled."""
         backoff = Backoff()
-        last: bytes | None = None
         while True:
             try:
-                behind = RESTARTED if last is None else await self._behind(last)
-                if behind is not None:
-                    last = await self._bootstrap(forget_missing=behind == TRIMMED)
-                assert last is not None
+                await self._catch_up()
                 self.link.answered(READING)
                 self.link.ready.set()
                 backoff.reset()
-                while True:
-                    reply: Any = await self.redis.xread(
-                        {wire.CHANGES: last}, count=READ_COUNT, block=READ_BLOCK_MS
-                    )
-                    self.link.answered(READING)
-                    for _stream, entries in reply or ():
-                        for entry_id, fields in entries:
-                            last = entry_id
-                            self._receive(fields.get(wire.FIELD))
+                await self._follow()
             except FAILURES as e:
                 await self.link.failed(READING, e)
                 await asyncio.sleep(backoff.next())
 
-    async def _behind(self, last: bytes) -> str | None:
-        """Whether the stream lost entries this reader has not read: Redis ``RESTARTED``
-        (another run of the server: it is empty, or was), or the stream ``TRIMMED`` past it.
-        Then everything is read again."""
-        if await self._server_run() != self._run_id:
-            return RESTARTED
-        try:
-            info = await self.redis.xinfo_stream(wire.CHANGES)
-        except ResponseError:
-            return TRIMMED  # the same Redis, but no stream: someone deleted it
-        first = info.get("first-entry")
-        if first is not None and wire.parse_entry_id(first[0]) > wire.parse_entry_id(last):
-            return TRIMMED
-        return None
-
-    async def _server_run(self) -> str | None:
-        """Which run of the Redis server this is (it changes when Redis restarts)."""
+    async def _catch_up(self) -> None:
+        """After a start or a failure: read again what this reader may have missed."""
         info: dict[str, Any] = await self.redis.info("server")
-        run_id = info.get("run_id")
-        return str(run_id) if run_id is not None else None
+        run_id = str(info.get("run_id"))
+        if run_id != self._run_id:
+            # Another run of Redis (empty, or restored): every node is read again, but none of
+            # its jobs forgotten (the nodes have not told the new Redis everything yet).
+            self._run_id = run_id
+            for node in list(self.nodes.read):
+                await self._read_node(node, forget_missing=False)
+            found = [node async for node in self._scan(keys.CHANGES)]
+            for node in found:
+                if node not in self.nodes and not self.nodes.full:
+                    await self._read_node(node, stale_if_idle=True)
+            logger.info(
+                "bus: read %d jobs of %d other nodes", self._job_count(), len(self.nodes.heard)
+            )
+        else:
+            for node in await self._trimmed():
+                await self._read_node(node, forget_missing=True)
+        self.histories.refetch()
+        self._discover_at = time.monotonic() + DISCOVER_INTERVAL
 
-    async def _bootstrap(self, *, forget_missing: bool = False) -> bytes:
-        """Read the current state of every job of the cluster; returns the stream position
-        from which to follow. Entries written meanwhile come again from the stream; older
-        versions than the hub has are ignored there.
+    async def _trimmed(self) -> list[str]:
+        """The known nodes whose stream lost entries this reader has not read."""
+        known = list(self.nodes.read)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for node in known:
+                pipe.xrange(keys.changes_key(node), count=1)
+            firsts = await pipe.execute(raise_on_error=False)
+        behind = []
+        for node, first in zip(known, firsts, strict=True):
+            last = wire.parse_entry_id(self.nodes.read[node])
+            if isinstance(first, Exception) or (first and wire.parse_entry_id(first[0][0]) > last):
+                behind.append(node)
+        return behind
+
+    async def _scan(self, suffix: str) -> Any:
+        async for key in self.redis.scan_iter(match=keys.pattern(suffix), count=1000):
+            node = keys.node_of(key, suffix)
+            if node is not None and node != self.hub.node:
+                yield node
+
+    async def _discover(self) -> None:
+        """Read the nodes newly announced: at most ``DISCOVER_BATCH`` a look, each looked at
+        again no sooner than a node timeout later if it was not taken (its announcement
+        outlived it), none while ``--max-nodes`` are known."""
+        now = time.monotonic()
+        timeout = self.nodes.node_timeout
+        self._looked = {n: at for n, at in self._looked.items() if now - at < timeout}
+        new = [n async for n in self._scan(keys.ALIVE) if n not in self.nodes]
+        self.nodes.left_out = len(new) if self.nodes.full else 0
+        if self.nodes.full:
+            self.nodes.say_left_out()
+            return
+        for node in [n for n in new if n not in self._looked][:DISCOVER_BATCH]:
+            self._looked[node] = now
+            await self._read_node(node, fresh_only=True)
+
+    async def _read_node(
+        self,
+        node: str,
+        *,
+        forget_missing: bool = False,
+        fresh_only: bool = False,
+        stale_if_idle: bool = False,
+    ) -> None:
+        """Read a node's jobs and where its stream stands, in one transaction; follow it from
+        there.
 
         Args:
-            forget_missing: remove the other nodes' jobs that Redis no longer has (their end
-                went by in the part of the stream this reader missed). Not after a restart:
-                the nodes have not told the new Redis everything yet.
+            forget_missing: the node's jobs shown here that its hash lacks are gone.
+            fresh_only: not if its stream has no entry yet, or its last entry is older than
+                the node timeout (its announcement outlived it: it was lost and forgotten).
+            stale_if_idle: not if its last entry is that old and no job of it runs.
         """
-        self._run_id = await self._server_run()
-        try:
-            info = await self.redis.xinfo_stream(wire.CHANGES)
-            last: bytes = info["last-generated-id"]
-        except ResponseError:
-            last = b"0-0"
-        # The jobs before the announcements: a node that starts between the two reads is then
-        # alive in what is read, never a node with jobs and no announcement.
-        keys = [k async for k in self._scan(wire.JOB_PATTERN)]
-        alive = {node async for k in self._scan(wire.NODE_PATTERN) if (node := wire.node_of_key(k))}
-        nodes: set[str] = set()
-        found: set[str] = set()
-        for start in range(0, len(keys), MGET_BATCH):
-            values: list[Any] = await self.redis.mget(keys[start : start + MGET_BATCH])
-            for data in values:
-                message = self._decode(data)
-                if isinstance(message, JobPublished) and message.origin != self.node:
-                    nodes.add(message.origin)
-                    found.add(message.job_id)
-                    self._apply(message)
-        if forget_missing:
-            for state in list(self.hub.states()):
-                if state.node != self.node and state.job_id not in found:
-                    self._apply(JobGone(state.node, state.job_id))
-        now = time.monotonic()
-        for node in (nodes | alive) - {self.node}:
-            # A node whose announcement is not there is given the time of two more (after a
-            # restart of Redis, a node may publish before it announces itself again).
-            silent = 0.0 if node in alive else max(0.0, self.node_timeout - ANNOUNCE_GRACE)
-            self.heard[node] = max(self.heard.get(node, 0.0), now - silent)
-        for job_id in list(self._marks):
-            self._fetch_history(job_id)
-        logger.info("bus: read %d jobs of %d other nodes", len(found), len(nodes))
-        return last
-
-    async def _scan(self, pattern: str) -> AsyncIterator[bytes]:
-        async for key in self.redis.scan_iter(match=pattern, count=1000):
-            yield key
-
-    def _decode(self, data: bytes | None) -> wire.Message | None:
-        if data is None:
-            return None
-        try:
-            return wire.decode(data)
-        except wire.BadMessage as e:
-            self.dropped += 1
-            now = time.monotonic()
-            if now - self._drops_said >= DROP_LOG_INTERVAL:
-                # One line a while: whoever writes bad entries must not fill the log.
-                logger.warning(
-                    "bus: ignored a message that is not this protocol's: %s (%d dropped in all)",
-                    e,
-                    self.dropped,
-                )
-                self._drops_said = now
-            return None
-
-    def _receive(self, data: bytes | None) -> None:
-        message = self._decode(data)
-        if message is None or message.origin == self.node:
+        changes, jobs = keys.changes_key(node), keys.jobs_key(node)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.time()
+            pipe.type(changes)
+            pipe.type(jobs)
+            pipe.xrevrange(changes, count=1)
+            pipe.hlen(jobs)
+            pipe.hrandfield(jobs, self.nodes.max_jobs, withvalues=True)
+            now, changes_type, jobs_type, last, size, pairs = await pipe.execute(
+                raise_on_error=False
+            )
+        if changes_type not in STREAM_TYPES or jobs_type not in HASH_TYPES:
+            self.drops(node, f"its stream or jobs key is a {changes_type!r}, {jobs_type!r}")
             return
-        if not isinstance(message, wire.Leave):
-            self.heard[message.origin] = time.monotonic()
-        if message.origin in self.hub.lost_nodes and not isinstance(message, wire.Leave):
-            logger.info("node %s is back", message.origin)
-            self._apply(NodeBack(message.origin))
-        if isinstance(message, wire.Leave):
-            logger.info("node %s: its sidecar stopped", message.origin)
-        elif isinstance(message, JobGone):
-            self._marks.pop(message.job_id, None)
-            self._held.pop(message.job_id, None)
-            self._apply(message)
-        elif isinstance(message, JobPublished):
-            self._apply(message)
-        elif isinstance(message, wire.History):
-            self._take_history(message)
+        last_id, age = b"0-0", 0.0
+        if last:
+            last_id = last[0][0]
+            age = max(0.0, now[0] + now[1] / 1e6 - wire.parse_entry_id(last_id)[0] / 1000)
+        states = self._states(node, pairs)
+        if fresh_only and not last:
+            return  # announced, its first heartbeat not written yet: the next look takes it
+        stale = age >= self.nodes.node_timeout
+        if stale and (fresh_only or (stale_if_idle and all(s.state.complete for s in states))):
+            return
+        if not self.nodes.admit(node, silent_for=age):
+            return
+        if size > len(pairs) // 2:
+            self.nodes.refuse_jobs(node, size - len(pairs) // 2, size)
+        found = set()
+        for message in states:
+            if self.nodes.take_job(node, message.job_id):
+                found.add(message.job_id)
+                self.sink(message)
+        if forget_missing:
+            for job_id in self.nodes.jobs[node] - found:
+                self._gone(JobGone(node, job_id))
+        self.nodes.read[node] = last_id
 
-    def _apply(self, event: Event) -> None:
-        """Hand an event to the hub; one it cannot take is logged and counted, not fatal."""
-        self.sink(event)
+    def _states(self, node: str, pairs: Any) -> list[JobPublished]:
+        if isinstance(pairs, Exception):
+            return []
+        states = []
+        for job_id, value in zip(pairs[::2], pairs[1::2], strict=True):
+            try:
+                states.append(decoder.decode_state(job_id, value, node, self.limits))
+            except wire.BadMessage as e:
+                self.drops(node, f"job {wire.short(job_id)} in its jobs hash: {e}")
+        return states
+
+    def _job_count(self) -> int:
+        return sum(len(jobs) for jobs in self.nodes.jobs.values())
+
+    async def _follow(self) -> None:
+        """Follow every known node's stream, looking for new nodes now and then."""
+        while True:
+            if time.monotonic() >= self._discover_at:
+                await self._discover()
+                self._discover_at = time.monotonic() + DISCOVER_INTERVAL
+            wait = max(0.001, self._discover_at - time.monotonic())
+            streams = self.nodes.streams()
+            if not streams:
+                await asyncio.sleep(wait)
+                continue
+            try:
+                reply: Any = await self.redis.xread(
+                    streams, count=READ_COUNT, block=max(1, int(wait * 1000))
+                )
+            except ResponseError as e:
+                if "WRONGTYPE" not in str(e):
+                    raise
+                await self._drop_broken_streams()
+                continue
+            self.link.answered(READING)
+            for stream, entries in reply or ():
+                node = keys.node_of(stream, keys.CHANGES)
+                if node is None or node not in self.nodes:
+                    continue
+                for entry_id, fields in entries:
+                    self.nodes.read[node] = entry_id
+                    self._receive(node, fields.get(keys.FIELD))
+
+    async def _drop_broken_streams(self) -> None:
+        """A node's stream key holds something else: that node is forgotten (read again only
+        once its announcement is found again, and its keys right)."""
+        known = list(self.nodes.read)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for node in known:
+                pipe.type(keys.changes_key(node))
+            types = await pipe.execute()
+        for node, kind in zip(known, types, strict=True):
+            if kind not in STREAM_TYPES:
+                self.drops(node, f"its stream key is a {kind!r}")
+                self.nodes.forget(node)
+
+    def _receive(self, node: str, data: bytes | None) -> None:
+        if data is None:
+            self.drops(node, "a stream entry without its field")
+            return
+        try:
+            message = decoder.decode(data, node, self.limits)
+        except wire.BadMessage as e:
+            self.drops(node, e)
+            return
+        if isinstance(message, wire.Leave):
+            self._log(logging.INFO, "node %s: its sidecar stopped", node)
+            return
+        self.nodes.heard_from(node)
+        if isinstance(message, JobGone):
+            self._gone(message)
+        elif isinstance(message, JobPublished):
+            if self.nodes.take_job(node, message.job_id):
+                self.sink(message)
+        elif isinstance(message, wire.History):
+            self.histories.take(message)
+
+    def _gone(self, message: JobGone) -> None:
+        self.nodes.job_gone(message.origin, message.job_id)
+        state = self.hub.get(message.job_id)
+        if state is None or state.node == message.origin:  # another node's id: not its to end
+            self.histories.unwanted(message.job_id)
+        self.sink(message)
 
     async def watch_nodes(self) -> None:
-        """Tell the hub of each node silent for the node timeout, until cancelled."""
-        while True:
-            await asyncio.sleep(min(0.25, self.node_timeout / 4))
-            if not self.link.reading:
-                continue
-            now = time.monotonic()
-            for node, at in list(self.heard.items()):
-                if now - at >= self.node_timeout and node not in self.hub.lost_nodes:
-                    self._lose(node, f"not heard from for {self.node_timeout:g} s")
-                if node in self.hub.lost_nodes and node not in self.hub.stranded_nodes():
-                    del self.heard[node]  # nothing of it runs any more: forgotten
-
-    def _lose(self, node: str, why: str) -> None:
-        self._apply(NodeLost(node))
-        if node not in self.hub.stranded_nodes():
-            logger.info("node %s is gone (%s), with no job running", node, why)
-        else:
-            logger.warning("node %s lost: %s; its running jobs are shown stalled", node, why)
-
-    def history_wanted(self, job_id: str) -> None:
-        """Someone here wants a job's history: if it is another node's, read it from Redis."""
-        state = self.hub.get(job_id)
-        if state is not None and state.node != self.node and job_id not in self._marks:
-            self._fetch_history(job_id)
-
-    def history_unwanted(self, job_id: str) -> None:
-        """Nobody here wants a job's history any more: its entries in the stream are ignored
-        from now on (the next want reads it from Redis again)."""
-        self._marks.pop(job_id, None)
-        self._held.pop(job_id, None)
-
-    def _fetch_history(self, job_id: str) -> None:
-        """Read a job's whole history (again); what the stream brings meanwhile is held."""
-        if job_id in self._marks and self._marks[job_id] is None:
-            return  # a read is under way
-        self._marks[job_id] = None
-        task = asyncio.create_task(self._read_history(job_id), name=f"bus-history-{job_id}")
-        self.fetches.add(task)
-        task.add_done_callback(functools.partial(self._fetched, job_id))
-
-    def _fetched(self, job_id: str, task: asyncio.Task[None]) -> None:
-        self.fetches.discard(task)
-        if task.cancelled() or (error := task.exception()) is None:
-            return
-        # The next want reads it again: a failed read must not leave it "under way" for ever.
-        self.history_unwanted(job_id)
-        self.hub.history_interest.forget(job_id)
-        logger.error("bus: reading the history of job %s failed", job_id, exc_info=error)
-
-    async def _read_history(self, job_id: str) -> None:
-        backoff = Backoff()
-        while (state := self.hub.get(job_id)) is not None and job_id in self._marks:
-            node = state.node
-            try:
-                async with self.redis.pipeline(transaction=True) as pipe:
-                    pipe.get(wire.history_mark_key(node, job_id))
-                    pipe.lrange(wire.history_key(node, job_id), -self.hub.histories.max_entries, -1)
-                    raw_mark, entries = await pipe.execute()
-            except FAILURES as e:
-                logger.debug("bus: history of job %s not read yet: %s", job_id, e)
-                await asyncio.sleep(backoff.next())
-                continue
-            if job_id not in self._marks:
-                return  # nobody wants it any more
-            try:
-                mark = wire.HistoryMark.decode(raw_mark) if raw_mark else None
-            except wire.BadMessage as e:
-                logger.warning("bus: job %s: %s; its history starts over", job_id, e)
-                mark = None
-            self._marks[job_id] = mark or wire.HistoryMark("0", 0, 0)
-            good, dropped = wire.history_entries(entries)
-            if dropped:
-                self.dropped += dropped
-                logger.warning(
-                    "bus: job %s: %d history entries in Redis are not json objects; dropped",
-                    job_id,
-                    dropped,
-                )
-            self._apply(HistoryLines(node, job_id, good, reset=True, loaded=True))
-            for message in self._held.pop(job_id, []):
-                self._take_history(message)
-            return
-        self._marks.pop(job_id, None)  # the job went meanwhile
-        self._held.pop(job_id, None)
-
-    def _take_history(self, message: wire.History) -> None:
-        job_id = message.job_id
-        if job_id not in self._marks:
-            return  # nobody here wants it
-        mark = self._marks[job_id]
-        if mark is None:
-            self._held.setdefault(job_id, []).append(message)
-            return
-        new_mark = message.mark
-        if not new_mark.same_history(mark):
-            if message.reset and _later(new_mark, mark):
-                self._marks[job_id] = new_mark
-                self._apply(message.lines(message.entries, reset=True))
-            elif _later(new_mark, mark):
-                self._fetch_history(job_id)  # a reset (or a new process) went by unseen
-            return
-        new = new_mark.total - mark.total
-        if new <= 0:
-            return  # already had (the read above included it)
-        if new > len(message.entries):
-            self._fetch_history(job_id)  # entries went by unseen
-            return
-        self._marks[job_id] = new_mark
-        entries = message.entries[-new:] if new < len(message.entries) else message.entries
-        self._apply(message.lines(entries, reset=False))
-
-
-def _later(mark: wire.HistoryMark, than: wire.HistoryMark) -> bool:
-    """Whether ``mark`` counts a later history than ``than``: a later process of the owner
-    (epochs begin with the time), or a later reset of the same one."""
-    if mark.epoch != than.epoch:
-        return mark.epoch > than.epoch
-    return mark.generation > than.generation
+        """Lose each node silent for the node timeout, until cancelled."""
+        await self.nodes.watch(lambda: self.link.reading)

@@ -57,10 +57,12 @@ class ClusterView:
     def news(self, event: JobPublished, channel: Channel | None) -> JobState | None:
         """The state to show of a published version (its node and id from the event, never
         from the state it carries); None when it is not one to show: this node's own job (its
-        own file is the truth), or older than the one shown (a replay, or a republication)."""
+        own file is the truth), the version shown, or (read out of its owner's order) older than it."""
         if channel is not None and channel.published is not None:
             epoch, seq = channel.published[1]
-            if epoch == event.epoch and event.seq <= seq:
+            if epoch == event.epoch and (
+                event.seq == seq or (event.seq < seq and not event.ordered)
+            ):
                 return None
         if event.origin == self.node or (channel is not None and channel.published is None):
             return None

@@ -96,13 +96,21 @@ class HistoryLines:
 class JobPublished:
     """A job's state as its owner, another node's sidecar, published it through the bus: served
     as it is, under the owner's version name ``(epoch, seq)``; no rule of this sidecar's (stall)
-    applies to it."""
+    applies to it.
+
+    Args:
+        ordered: read in its owner's own order (its stream): it replaces the state shown unless
+            it is the same version, whatever its ``seq`` (so that a forged one cannot pin a
+            state). Otherwise (read back from where the latest states lie) an older ``seq`` of
+            the same epoch than the one shown is ignored.
+    """
 
     origin: str
     job_id: str
     state: JobState
     epoch: str
     seq: int
+    ordered: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -105,7 +105,14 @@ def _redis_bus(settings: Settings, hub: JobHub) -> Bus:
     from sidecar.bus.redis_bus import RedisBus  # Redis' client is an extra
 
     assert settings.redis_url is not None
-    return RedisBus(settings.redis_url, hub, node_timeout=settings.node_timeout)
+    return RedisBus(
+        settings.redis_url,
+        hub,
+        node_timeout=settings.node_timeout,
+        max_document_bytes=settings.max_file_bytes,
+        max_nodes=settings.max_nodes,
+        max_jobs_per_node=settings.max_jobs_per_node,
+    )
 
 
 async def _background_tasks(app: web.Application) -> AsyncIterator[None]:

@@ -78,6 +78,8 @@ _OPTIONS: list[tuple[str, str, Callable[[str], Any], str | None, str]] = [
     (MEMORY, "--resume-bytes", positive_int, "BYTES", "memory for the versions kept to resume clients from, all jobs together; the oldest of all go first"),
     (CLUSTER, "--node", node_name, "NAME", "this node's name in a cluster (unique there; shown as each job's node, also without --redis)"),
     (CLUSTER, "--node-timeout", positive_float, "SECONDS", "with --redis: a node not heard from for this long is lost, and its running jobs are shown stalled"),
+    (CLUSTER, "--max-nodes", positive_int, "N", "with --redis: other nodes read at once; more are left out, counted in /metrics and logged"),
+    (CLUSTER, "--max-jobs-per-node", positive_int, "N", "with --redis: jobs taken of each other node; more are left out, counted in /metrics and logged"),
 ]  # fmt: skip
 
 
@@ -130,7 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         formatter_class=_DefaultsHelpFormatter,
         epilog="progress-sidecar tail JOB_ID [--url URL]: show one job live in the terminal "
-        "(see progress-sidecar tail --help).",
+        "(see progress-sidecar tail --help). progress-sidecar redis-acl node NAME | gateway: "
+        "print the Redis ACL rules of a node's or a gateway's user (docs/cluster.md).",
     )
     parser.add_argument("--version", action="version", version=f"{PROG} {version()}")
     groups = {title: parser.add_argument_group(title, about) for title, about in _GROUPS.items()}

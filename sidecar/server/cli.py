@@ -1,5 +1,5 @@
-"""``progress-sidecar``: run the sidecar (or ``tail``, the terminal client) from the command
-line. The options are ``arguments``; serving is ``serving``."""
+"""``progress-sidecar``: run the sidecar (or ``tail``, the terminal client, or ``redis-acl``)
+from the command line. The options are ``arguments``; serving is ``serving``."""
 
 from __future__ import annotations
 
@@ -21,7 +21,8 @@ logger = logging.getLogger(__name__)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the sidecar, or ``tail`` when the first argument is ``tail``.
+    """Run the sidecar; or ``tail`` (the terminal client), or ``redis-acl`` (a role's Redis ACL
+    rules), when the first argument names one.
 
     Args:
         argv: the arguments (``sys.argv[1:]`` when None).
@@ -35,6 +36,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from sidecar.clients import tail
 
         return tail.main(args[1:])
+    if args[:1] == ["redis-acl"]:
+        from sidecar.server import redis_acl
+
+        return redis_acl.main(args[1:])
     settings, log_level = parse_settings(args)
     logs.configure(log_level, secrets=_secrets(settings))
     try:

@@ -161,8 +161,18 @@ class _Health(Collector):
             yield CounterMetricFamily(
                 "sidecar_bus_entries_dropped",
                 "Entries read from Redis that are not this protocol's (dropped; logged at most "
-                "once every 10 s, a history read's once per read).",
+                "5 lines every 10 s).",
                 value=self.bus.dropped,
+            )
+            yield GaugeMetricFamily(
+                "sidecar_bus_nodes_left_out",
+                "Nodes announced in Redis and not read, past --max-nodes (at the last look).",
+                value=self.bus.nodes_left_out,
+            )
+            yield CounterMetricFamily(
+                "sidecar_bus_jobs_left_out",
+                "Other nodes' jobs not taken, past --max-jobs-per-node.",
+                value=self.bus.jobs_left_out,
             )
 
 

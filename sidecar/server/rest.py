@@ -89,7 +89,10 @@ async def health(request: web.Request) -> web.Response:
         health["role"] = "gateway"
     health.update({"jobs": len(hub), "clients": hub.client_count})
     if bus is not None:
-        health["bus"] = "up" if bus.up else "down"
+        reason = bus.reason
+        health["bus"] = "up" if reason is None else "down"
+        if reason is not None:
+            health["bus_reason"] = reason
         health["nodes"] = bus.nodes()
         health["lost_nodes"] = sorted(hub.stranded_nodes())
     down = request.app[SUPERVISOR].down

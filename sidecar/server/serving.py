@@ -42,9 +42,9 @@ async def serve(settings: Settings) -> None:
         OSError: the address cannot be listened on (a port in use...).
     """
     if settings.redis_url is not None:  # first: a refusal is a configuration error
-        from sidecar.bus.link import refused
+        from sidecar.bus import preflight
 
-        await refused(settings.redis_url)
+        await preflight.check(settings.redis_url, settings.node if settings.root else None)
     settings = fit_open_files(settings)
     # One access-log line per request (at debug level), with any token redacted.
     runner = SidecarRunner(

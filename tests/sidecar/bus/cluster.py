@@ -14,7 +14,6 @@ from tests.redis_server import RedisServer
 
 NODE_TIMEOUT = "1.5"
 PREFIX = "{progress-sidecar}:"
-CHANGES = PREFIX + "changes"
 
 
 class Sidecar:

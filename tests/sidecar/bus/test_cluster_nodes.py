@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from sidecar.bus import keys
 from tests.helpers import wait_for
 from tests.sidecar.bus.cluster import Cluster, Sidecar, absent, has_jobs, write_job
 
@@ -102,7 +103,7 @@ async def test_the_same_job_id_on_two_nodes_warns_once(cluster: Cluster) -> None
 
 def _published_step(redis: Any, node: str, job_id: str) -> Any:
     """The ``current_step`` of a job as its node last wrote it to Redis (None: not yet)."""
-    raw = redis.get(f"{{progress-sidecar}}:job:{node}/{job_id}")
+    raw = redis.hget(keys.jobs_key(node), job_id)
     return json.loads(raw)["document"].get("current_step") if raw else None
 
 
@@ -122,6 +123,8 @@ async def test_jobs_gone_while_their_node_was_down_go_from_the_cluster(cluster: 
 
 
 async def test_a_stopped_node_with_nothing_running_is_forgotten(cluster: Cluster) -> None:
+    """Lost with nothing running, a node leaves the sidecar, its finished jobs with it; lost
+    under a running job, it stays, shown lost."""
     write_job(cluster.root("node-b"), "done-b", status="completed")
     write_job(cluster.root("node-c"), "running-c", current_step=1)
     b = await cluster.start("node-b")
@@ -135,7 +138,9 @@ async def test_a_stopped_node_with_nothing_running_is_forgotten(cluster: Cluster
     assert set(health["nodes"]) == {"node-c"}  # node-b is forgotten, not lost
     jobs = await cluster.jobs(gateway)
     assert jobs["running-c"]["stall_reason"] == "node lost"
-    assert jobs["done-b"]["status"] == "completed" and not jobs["done-b"]["stalled"]
+    assert "done-b" not in jobs  # gone with its node: nothing of it is held any more
+    async with cluster.session.get(gateway.url("/api/jobs/done-b")) as response:
+        assert response.status == 404
     log = await cluster.stop(gateway)
     assert "node node-b: its sidecar stopped" in log
     assert "node node-b is gone" in log and "node node-b lost" not in log

@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 
+from sidecar.bus import keys
 from tests.helpers import wait_for
 from tests.redis_server import RedisServer
-from tests.sidecar.bus.cluster import CHANGES, NODE_TIMEOUT, Cluster, Sidecar, has_jobs, write_job
+from tests.sidecar.bus.cluster import NODE_TIMEOUT, Cluster, Sidecar, has_jobs, write_job
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -89,8 +90,10 @@ async def test_redis_restarted_empty_is_filled_again_and_nothing_goes_back(
     # Every node republishes: a gateway started now sees every job again.
     late = await cluster.start(None)
     await wait_for(lambda: has_jobs(cluster, late, expected), timeout=15, what="republished")
-    keys = cluster.redis.client().keys("{progress-sidecar}:job:*")
-    assert len(keys) == 3
+    assert {n: set(redis.hkeys(keys.jobs_key(n))) for n in ("node-a", "node-b")} == {
+        "node-a": {b"job-a"},
+        "node-b": {b"job-b", b"done-b"},
+    }
     write_job(cluster.root("node-a"), "job-a", current_step=4)
     write_job(cluster.root("node-b"), "job-b", current_step=8)
     await client.until(lambda s: s.get("current_step") == 4)
@@ -110,10 +113,9 @@ async def _deaf_for(cluster: Cluster, sidecar: Sidecar, seconds: float) -> bool:
 
 
 def _announced(redis: Any, node: str) -> Any:
-    """When (Redis' clock, ms) a node first announced itself in the stream (None: not yet)."""
-    for entry_id, fields in redis.xrange(CHANGES):
-        message = json.loads(fields[b"m"])
-        if message["kind"] == "heartbeat" and message["node"] == node:
+    """When (Redis' clock, ms) a node first announced itself in its stream (None: not yet)."""
+    for entry_id, fields in redis.xrange(keys.changes_key(node)):
+        if json.loads(fields[keys.FIELD])["kind"] == "heartbeat":
             return int(entry_id.split(b"-")[0])
     return None
 

@@ -38,10 +38,10 @@ async def test_another_nodes_history_is_let_go_and_read_again_whole(
             return log is not None and len(log.entries) == count
 
         await wait_for(lambda: gateway_holds(3), what="the history on the gateway")
-        assert "j" in gateway_bus.reader._marks  # followed in the stream
+        assert "j" in gateway_bus.reader.histories._marks  # followed in the stream
         gateway_now[0] += 10
         assert gateway.histories.release_idle() == 1
-        assert gateway.histories.budget.size == 0 and "j" not in gateway_bus.reader._marks
+        assert gateway.histories.budget.size == 0 and "j" not in gateway_bus.reader.histories._marks
         # The node's publisher follows its own jobs' histories: never let go for being unused.
         node_now[0] += 3600
         assert node.histories.release_idle() == 0
@@ -52,7 +52,7 @@ async def test_another_nodes_history_is_let_go_and_read_again_whole(
             lambda: (state := gateway.get("j")) is not None and state.document.get("step") == 2,
             what="the state after the lines",
         )
-        assert gateway.histories.budget.size == 0 and "j" not in gateway_bus.reader._marks
+        assert gateway.histories.budget.size == 0 and "j" not in gateway_bus.reader.histories._marks
         await wait_for(lambda: gateway_holds(5), what="the whole history read again")
     finally:
         for task in tasks:

@@ -23,11 +23,17 @@ def seen(job_id: str = "j", origin: str = "here", **fields: Any) -> JobSeen:
 
 
 def published(
-    seq: int, job_id: str = "j", origin: str = "far", epoch: str = "e1", **fields: Any
+    seq: int,
+    job_id: str = "j",
+    origin: str = "far",
+    epoch: str = "e1",
+    *,
+    ordered: bool = False,
+    **fields: Any,
 ) -> JobPublished:
     document = {"status": "running", **fields}
     state = JobState(job_id, document, T0, has_file=True, node=origin)
-    return JobPublished(origin, job_id, state, epoch, seq)
+    return JobPublished(origin, job_id, state, epoch, seq, ordered=ordered)
 
 
 def body_of(hub: JobHub, job_id: str = "j") -> dict[str, Any]:
@@ -102,6 +108,18 @@ def test_an_older_version_of_the_same_epoch_never_goes_back() -> None:
     version = hub.version("j")
     assert version is not None and version.id == ("e1", 9) and version.body["step"] == 2
     assert version.index == 0  # no version was made by either
+
+
+def test_in_the_owners_stream_order_a_forged_seq_pins_nothing() -> None:
+    hub = JobHub(node="here")
+    hub.apply(published(5, ordered=True, step=1))
+    hub.apply(published(2**62, ordered=True, step=999))  # forged in the owner's stream
+    hub.apply(published(6, ordered=True, step=2))  # the owner's next real entry replaces it
+    version = hub.version("j")
+    assert version is not None and version.id == ("e1", 6) and version.body["step"] == 2
+    hub.apply(published(6, ordered=True, step=2))  # the same version read again: nothing new
+    hub.apply(published(3, step=0))  # read back out of order: older, ignored
+    assert hub.version("j") is version
 
 
 def test_a_new_epoch_of_the_owner_is_taken_even_with_the_same_body() -> None:
