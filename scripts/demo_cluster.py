@@ -9,6 +9,7 @@ import tempfile
 from pathlib import Path
 
 import aiohttp
+from demo_acl import acl_user
 from demo_folders import make_job_folders, remove_empty
 from demo_follow import chosen_port, follow_then_serve, shown
 from demo_interrupts import Interrupts
@@ -70,13 +71,18 @@ async def cluster_demo(
     with tempfile.TemporaryDirectory(prefix="progress-sidecar-demo-redis-") as redis_dir:
         try:
             redis = await start_redis(redis_server, Path(redis_dir))
-            bus = ("--redis", redis.url)
+            # A Redis user per node, confined to its own keys, and one for the gateway.
+            users = {node: await acl_user(redis, node, "node", node) for node in NODES}
+            gateway_bus = ("--redis", await acl_user(redis, GATEWAY, "gateway"))
             # The gateway before anything is written: on a busy port the demo leaves nothing.
-            process, url = await start_sidecar(port, *bus, "--node", GATEWAY, name="the gateway")
+            process, url = await start_sidecar(
+                port, *gateway_bus, "--node", GATEWAY, name="the gateway"
+            )
             gateway.append(process)
             created = make_job_folders([good_root / good, bad_root / bad])
             node_urls: dict[str, str] = {}
             for node, root in roots.items():
+                bus = ("--redis", users[node])
                 process, node_urls[node] = await start_sidecar(
                     0, "--root", str(root), *bus, "--node", node, name=node
                 )
@@ -91,7 +97,10 @@ async def cluster_demo(
             print(f"  dashboard:     {url}/")
             for node, root in roots.items():
                 print(f"  {node + ':':<15}{node_urls[node]}/  (watches {shown(root)})")
-            print(f"  redis:         {redis.url}  (the demo's own, no persistence)")
+            print(
+                f"  redis:         redis://127.0.0.1:{redis.port}/0  (the demo's own, no "
+                "persistence; an ACL user per node and one for the gateway)"
+            )
             await wait_for_jobs(url, {good, bad})
             await start_jobs((good_root, good), (bad_root, bad), steps, jobs)
             created = []  # the trainers write there now

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -69,11 +70,13 @@ async def start_sidecar(port: int, *args: str, name: str = "the sidecar") -> tup
 
 
 async def start_redis(binary: str, workdir: Path) -> RedisServer:
-    """A ``redis-server`` on a free port of 127.0.0.1, without persistence, in a session of its
+    """A ``redis-server`` on a free port of 127.0.0.1, without persistence, its default user
+    given a random password (the demo's users are made with ``demo_acl``), in a session of its
     own: Ctrl-C in the terminal does not reach it, so that it outlives the sidecars (which
     would warn that they lost it) and is stopped last (``stop_redis``)."""
     server = RedisServer(
         workdir,
+        password=secrets.token_urlsafe(12),
         binary=binary,
         extra_args=("--loglevel", "warning"),
         new_session=True,
