@@ -50,9 +50,9 @@ async def added_latency(
     write_atomic(progress_file(roots["b"], "idle-on-b"), document(0, 1_000_000))
     sidecars = list(
         await asyncio.gather(
-            start_sidecar(tmp, "latency-node-a", redis_server.url, roots["a"], "a"),
-            start_sidecar(tmp, "latency-node-b", redis_server.url, roots["b"], "b"),
-            start_sidecar(tmp, "latency-gateway", redis_server.url, None, "gateway"),
+            start_sidecar(tmp, "latency-node-a", redis_server, roots["a"], "a"),
+            start_sidecar(tmp, "latency-node-b", redis_server, roots["b"], "b"),
+            start_sidecar(tmp, "latency-gateway", redis_server, None, "gateway"),
         )
     )
     logs += sidecars

@@ -1,6 +1,7 @@
 """The cluster's load workers, each in a process of its own (``bench.py --cluster-worker
 SPEC_FILE``): WebSocket clients on the ``websockets`` library, redis-py publishers writing what
-a node writes, and stream readers as every sidecar reads."""
+a node writes, and stream readers as every sidecar reads; each Redis client as the ACL user its
+spec's URL names."""
 
 from __future__ import annotations
 
@@ -92,17 +93,18 @@ async def _follow_all(targets: list[list[str]]) -> None:
 
 
 def _publish(spec: dict[str, Any]) -> None:
-    """What a node writes for each change of a job, ``batch`` changes per MULTI/EXEC, as fast
-    as it goes for ``seconds`` (after 'go' on stdin); prints how many."""
+    """What node ``spec["node"]`` writes for each change of a job, ``batch`` changes per
+    MULTI/EXEC, as fast as it goes for ``seconds`` (after 'go' on stdin); prints how many."""
     import redis
 
-    from sidecar.bus import wire
+    from sidecar.bus import keys
     from sidecar.bus.defaults import RUNNING_TTL, STREAM_LENGTH
 
     client = redis.Redis.from_url(spec["url"])
     message = spec["message"].encode()
     jobs = [f"job{i:03d}" for i in range(spec["jobs"])]
-    node = f"bench{spec['index']}"
+    node = spec["node"]
+    stream, jobs_hash = keys.changes_key(node), keys.jobs_key(node)
     print("ready", flush=True)
     sys.stdin.readline()
     changes, began = 0, time.monotonic()
@@ -112,18 +114,18 @@ def _publish(spec: dict[str, Any]) -> None:
             for _ in range(spec["batch"]):
                 job = jobs[changes % len(jobs)]
                 changes += 1
-                pipe.xadd(wire.CHANGES, {wire.FIELD: message}, maxlen=STREAM_LENGTH)
-                pipe.set(wire.job_key(node, job), message, ex=RUNNING_TTL)
-                pipe.expire(wire.history_key(node, job), RUNNING_TTL)
-                pipe.expire(wire.history_mark_key(node, job), RUNNING_TTL)
+                pipe.xadd(stream, {keys.FIELD: message}, maxlen=STREAM_LENGTH)
+                pipe.hset(jobs_hash, job, message)
+                pipe.expire(keys.history_key(node, job), RUNNING_TTL)
+                pipe.expire(keys.history_mark_key(node, job), RUNNING_TTL)
             pipe.execute()
     print(json.dumps({"changes": changes, "seconds": time.monotonic() - began}), flush=True)
 
 
-async def _read_stream(spec: dict[str, Any]) -> None:
-    """``readers`` clients following the stream as every sidecar does (XREAD BLOCK), until
-    'stop' on stdin; prints the entries each read."""
-    from sidecar.bus import wire
+async def _read_streams(spec: dict[str, Any]) -> None:
+    """``readers`` clients following every node's stream (``spec["nodes"]``) as every sidecar
+    does (one XREAD BLOCK of them all), until 'stop' on stdin; prints the entries each read."""
+    from sidecar.bus import keys
 
     counts = [0] * spec["readers"]
 
@@ -131,12 +133,12 @@ async def _read_stream(spec: dict[str, Any]) -> None:
         import redis.asyncio
 
         client = redis.asyncio.Redis.from_url(spec["url"])
-        last: Any = "$"
+        last: dict[Any, Any] = {keys.changes_key(node): "$" for node in spec["nodes"]}
         while True:
-            reply: Any = await client.xread({wire.CHANGES: last}, count=1000, block=1000)
-            for _stream, entries in reply or ():
+            reply: Any = await client.xread(last, count=1000, block=1000)
+            for stream, entries in reply or ():
                 counts[index] += len(entries)
-                last = entries[-1][0]
+                last[stream.decode()] = entries[-1][0]
 
     tasks = [asyncio.create_task(read(i)) for i in range(spec["readers"])]
     await asyncio.sleep(0.3)
@@ -158,6 +160,6 @@ def worker(spec_file: str) -> None:
     elif spec["kind"] == "publish":
         _publish(spec)
     elif spec["kind"] == "read":
-        asyncio.run(_read_stream(spec))
+        asyncio.run(_read_streams(spec))
     else:
         raise SystemExit(f"unknown worker {spec['kind']!r}")

@@ -96,13 +96,16 @@ def progress_file(root: Path, job: str) -> Path:
 
 
 async def redis_figures(client: aioredis.Redis) -> dict[str, Any]:
-    from sidecar.bus import wire
+    """Redis' memory, its keys, and the entries of every node's stream together."""
+    from sidecar.bus import keys
 
     memory: Any = await client.info("memory")
+    streams = [k async for k in client.scan_iter(match=keys.pattern(keys.CHANGES), count=1000)]
     return {
         "used_memory_mb": memory["used_memory"] / 2**20,
         "used_memory_rss_mb": memory["used_memory_rss"] / 2**20,
-        "stream_length": await client.xlen(wire.CHANGES),
+        "streams": len(streams),
+        "stream_length": sum([await client.xlen(stream) for stream in streams]),
         "keys": await client.dbsize(),
     }
 

@@ -1,5 +1,11 @@
 """The cluster's processes: its redis-servers, its sidecars (nodes and gateways) and its load
-workers; starting them, reading the workers' results, stopping them."""
+workers; starting them, reading the workers' results, stopping them.
+
+Redis is set up as in production (docs/cluster.md#acl-users): the default user has a password
+(the benchmark's own reads and figures go through it), and every sidecar and load worker runs
+as a Redis ACL user of its own, with the rules ``progress-sidecar redis-acl`` prints. The users
+are saved in Redis' ACL file, so that a restarted Redis (recovery) has them again.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,7 @@ import asyncio
 import contextlib
 import json
 import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -31,13 +38,42 @@ REDIS_MISSING = "--cluster needs redis-server (apt-get install redis-server)"
 
 
 async def start_redis(workdir: Path) -> RedisServer:
-    """A redis-server of its own on 127.0.0.1, no persistence, started (``support``'s: ``kill``
-    as a crash, ``start`` again brings up a new, empty one on the same port)."""
+    """A redis-server of its own on 127.0.0.1, no persistence but its ACL file, its default user
+    with a password, started (``support``'s: ``kill`` as a crash, ``start`` again brings up a
+    new, empty one on the same port, with the users saved)."""
     if shutil.which("redis-server") is None:
         raise SystemExit(REDIS_MISSING)
-    server = RedisServer(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    password = secrets.token_hex(16)
+    users = workdir / "users.acl"
+    users.write_text(f"user default on >{password} ~* &* +@all\n")
+    # Beside an ACL file Redis ignores requirepass: the file's default user carries the same
+    # password, which ``server.url`` and ``redis_client`` use.
+    server = RedisServer(workdir, password=password, extra_args=("--aclfile", str(users)))
     await start_again(server)
     return server
+
+
+async def acl_user(server: RedisServer, user: str, role: list[str]) -> str:
+    """A Redis user of its own for one sidecar or worker of ``role`` (``["node", NAME]`` or
+    ``["gateway"]``): the rules ``progress-sidecar redis-acl ROLE`` prints, a random password,
+    saved to the ACL file. Returns its URL."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "sidecar", "redis-acl", *role,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await process.communicate()
+    if process.returncode != 0:
+        raise SystemExit(f"progress-sidecar redis-acl {' '.join(role)}: {err.decode().strip()}")
+    password = secrets.token_hex(16)
+    client = redis_client(server)
+    try:
+        rules = out.decode().split()
+        await client.execute_command("ACL", "SETUSER", user, "on", f">{password}", *rules)
+        await client.execute_command("ACL", "SAVE")
+    finally:
+        await client.aclose()
+    return f"redis://{user}:{password}@127.0.0.1:{server.port}/0"
 
 
 async def start_again(server: RedisServer) -> None:
@@ -53,10 +89,12 @@ async def kill_redis(server: RedisServer) -> None:
 
 
 def redis_client(server: RedisServer) -> aioredis.Redis:
-    """An asyncio client of ``server``."""
+    """An asyncio client of ``server`` as its default user (every right: the benchmark's own)."""
     import redis.asyncio
 
-    return redis.asyncio.Redis(host="127.0.0.1", port=server.port, socket_timeout=5)
+    return redis.asyncio.Redis(
+        host="127.0.0.1", port=server.port, password=server.password, socket_timeout=5
+    )
 
 
 def redis_version() -> str:
@@ -70,17 +108,35 @@ class Sidecar(Server):
     log: Path
 
 
+async def sidecar_user(redis_server: RedisServer, root: Path | None, node: str) -> str:
+    """The URL of a new Redis user named ``node``, for a node's sidecar (with ``root``) or a
+    gateway's (without)."""
+    return await acl_user(redis_server, node, ["node", node] if root is not None else ["gateway"])
+
+
 async def start_sidecar(
-    logs: Path, name: str, redis_url: str, root: Path | None, node: str
+    logs: Path,
+    name: str,
+    redis_server: RedisServer,
+    root: Path | None,
+    node: str,
+    *,
+    user_url: str | None = None,
 ) -> Sidecar:
-    """A sidecar with --redis (a node with ``root``, a gateway without), its log in a file."""
+    """A sidecar on Redis (a node with ``root``, a gateway without) as a Redis user of its own,
+    named ``node`` (``user_url``: made already, by ``sidecar_user``), its URL in
+    ``SIDECAR_REDIS_URL`` as in production; its log in a file."""
+    from sidecar.core.environment import REDIS_ENV
+
     where = ["--root", str(root)] if root is not None else []
+    url = user_url or await sidecar_user(redis_server, root, node)
+    env = {**os.environ, REDIS_ENV: url}
     log = logs / f"{name}.log"
     with open(log, "ab") as stderr:
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "sidecar", *where, "--redis", redis_url, "--node", node,
+            sys.executable, "-m", "sidecar", *where, "--node", node,
             "--port", "0", "--log-level", "info", *LIMITS,
-            stdout=asyncio.subprocess.PIPE, stderr=stderr,
+            stdout=asyncio.subprocess.PIPE, stderr=stderr, env=env,
         )  # fmt: skip
     try:
         listening = await await_listening(process, timeout=60, what=f"sidecar {name}")

@@ -20,6 +20,7 @@ from benchmarks.cluster.processes import (
     Sidecar,
     kill_redis,
     redis_client,
+    sidecar_user,
     start_again,
     start_sidecar,
     start_worker,
@@ -38,7 +39,7 @@ async def redis_restart(
     final: int,
 ) -> dict[str, Any]:
     """Redis killed and started empty, every job completed: how long until all is back."""
-    from sidecar.bus import wire
+    from sidecar.bus import keys
 
     polls: list[dict[str, Any]] = []
     stop = asyncio.Event()
@@ -67,6 +68,9 @@ async def redis_restart(
                     )
                 await asyncio.sleep(0.05)
 
+    # Its user is made beforehand, as an operator would: the restarted Redis has it again from
+    # its ACL file, as it has every other sidecar's.
+    new_user = await sidecar_user(redis_server, None, "gateway2")
     poller = asyncio.create_task(poll(gateway.url, polls))
     await asyncio.sleep(0.5)
     killed = time.monotonic()
@@ -74,7 +78,9 @@ async def redis_restart(
     await start_again(redis_server)
     restarted = time.monotonic()
     started = asyncio.create_task(
-        start_sidecar(tmp, "recovery-new-gateway", redis_server.url, None, "gateway2")
+        start_sidecar(
+            tmp, "recovery-new-gateway", redis_server, None, "gateway2", user_url=new_user
+        )
     )
     clients = await start_worker(
         {
@@ -83,14 +89,17 @@ async def redis_restart(
         }
     )
     client = redis_client(redis_server)
+    nodes = sorted({job.split("-")[0] for job in job_ids})  # "n0-job000": node n0's
     refilled = None
     try:
         deadline = restarted + 60
         while time.monotonic() < deadline:
-            keys = [k async for k in client.scan_iter(match=wire.JOB_PATTERN, count=1000)]
-            values = await client.mget(keys) if keys else []
+            async with client.pipeline(transaction=False) as pipe:
+                for node in nodes:
+                    pipe.hvals(keys.jobs_key(node))
+                hashes = await pipe.execute()
             done = 0
-            for value in values:
+            for value in (v for values in hashes for v in values):
                 message = json.loads(value) if value else {}
                 document = message.get("document", {})
                 done += document.get("status") == "completed" and (

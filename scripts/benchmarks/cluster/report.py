@@ -32,7 +32,8 @@ def report(result: dict[str, Any]) -> str:
     )
     r = s["redis"]
     lines.append(
-        f"Redis: {r['used_memory_mb']:.1f} MB used, stream {r['stream_length']} entries, "
+        f"Redis: {r['used_memory_mb']:.1f} MB used, {r['stream_length']} entries in "
+        f"{r['streams']} streams, "
         f"{r['keys']} keys; {s['redis_cpu_us_per_change']:.0f} us of Redis CPU per change"
     )
     per = s["redis_commands_per_change"]

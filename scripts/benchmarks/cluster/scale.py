@@ -51,7 +51,7 @@ async def scale_and_recovery(
 ) -> tuple[dict[str, Any], dict[str, Any], bytes]:
     """The scale figures, the recovery's (part 3, on this cluster once every job completed),
     and a message as a node writes it to Redis (for part 4)."""
-    from sidecar.bus import wire
+    from sidecar.bus import keys
 
     redis_server = await start_redis(tmp / "redis-scale")
     client = redis_client(redis_server)
@@ -68,12 +68,12 @@ async def scale_and_recovery(
     node_sidecars = list(
         await asyncio.gather(
             *(
-                start_sidecar(tmp, f"scale-node-n{n}", redis_server.url, roots[n], f"n{n}")
+                start_sidecar(tmp, f"scale-node-n{n}", redis_server, roots[n], f"n{n}")
                 for n in range(nodes)
             )
         )
     )
-    gateway = await start_sidecar(tmp, "scale-gateway", redis_server.url, None, "gateway")
+    gateway = await start_sidecar(tmp, "scale-gateway", redis_server, None, "gateway")
     sidecars = [*node_sidecars, gateway]
     logs += sidecars
     processes: list[asyncio.subprocess.Process] = []
@@ -123,7 +123,7 @@ async def scale_and_recovery(
                         cpu[name] = meter.percent()
                 redis_at_scale = await redis_figures(client)
                 commands_after = await command_stats(client)
-                sample_message = await client.get(wire.job_key(job.split("-")[0], job))
+                sample_message = await client.hget(keys.jobs_key(job.split("-")[0]), job)
             wait = began + due - time.monotonic()
             if wait > 0:
                 await asyncio.sleep(wait)

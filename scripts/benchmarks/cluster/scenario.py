@@ -74,6 +74,10 @@ async def run(
             "seconds": seconds,
             "throughput_seconds": throughput_seconds,
             "sidecar_args": ["--log-level", "info", *LIMITS],
+            "redis_users": (
+                "every sidecar and load worker an ACL user of its own (progress-sidecar "
+                "redis-acl), its URL in SIDECAR_REDIS_URL; the default user has a password"
+            ),
             "redis_server": redis_version(),
         },
         "latency": latency,

@@ -1,6 +1,7 @@
 """Part 4, Redis alone: the changes per second one redis-server takes from redis-py publishers
-writing what a node writes for a change (XADD, SET, 2 EXPIRE, in MULTI/EXEC), with the real
-message size, with and without stream readers beside them."""
+writing what a node writes for a change (XADD to its stream, HSET of its jobs hash, 2 EXPIRE, in
+MULTI/EXEC), each as a node's ACL user, with the real message size, with and without stream
+readers (a gateway's ACL user, reading every publisher's stream) beside them."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 
 from benchmarks.cluster.measure import command_stats, commands_since, load_average, redis_figures
 from benchmarks.cluster.processes import (
+    acl_user,
     kill_redis,
     redis_client,
     start_redis,
@@ -22,24 +24,26 @@ from benchmarks.common import CpuMeter
 async def redis_throughput(
     tmp: Path, message: bytes, seconds: float, variants: list[tuple[str, int, int, int]]
 ) -> dict[str, Any]:
-    """changes/s of ``publishers`` redis-py processes, ``batch`` changes per transaction, with
-    ``readers`` stream readers, against a fresh redis-server each time."""
+    """changes/s of ``publishers`` redis-py processes (a node each), ``batch`` changes per
+    transaction, with ``readers`` stream readers, against a fresh redis-server each time."""
     out: dict[str, Any] = {"message_bytes": len(message), "seconds": seconds, "variants": {}}
     out["load_average"] = [load_average()]
     for name, publishers, batch, readers in variants:
         redis_server = await start_redis(tmp / f"redis-throughput-{len(out['variants'])}")
         processes = []
         try:
+            nodes = [f"bench{index}" for index in range(publishers)]
             reader = None
             if readers:
-                reader = await start_worker(
-                    {"kind": "read", "url": redis_server.url, "readers": readers}
-                )
+                url = await acl_user(redis_server, "reader", ["gateway"])
+                spec = {"kind": "read", "url": url, "readers": readers, "nodes": nodes}
+                reader = await start_worker(spec)
                 await until_ready(reader)
-            spec = {"kind": "publish", "url": redis_server.url, "message": message.decode()}
+            spec = {"kind": "publish", "message": message.decode()}
             spec.update(batch=batch, seconds=seconds, jobs=300)
-            for index in range(publishers):
-                processes.append(await start_worker({**spec, "index": index}))
+            for node in nodes:
+                url = await acl_user(redis_server, node, ["node", node])
+                processes.append(await start_worker({**spec, "node": node, "url": url}))
             for process in processes:
                 await until_ready(process)
             probe = redis_client(redis_server)
