@@ -37,7 +37,7 @@ def rules(role: str, node: str | None = None) -> str:
         raise ValueError(f"no role {role!r} (one of: {', '.join(ROLES)})")
     if (role == NODE) != (node is not None):
         raise ValueError("a node's rules need its name; a gateway's take none")
-    tokens = ["resetkeys", "resetchannels", "-@all"]
+    tokens = ["resetkeys", "resetchannels", "clearselectors", "-@all"]
     tokens += [f"+{command}" for command in READS]
     tokens.append(f"%R~{keys.PREFIX}*")
     if node is not None:

@@ -65,6 +65,7 @@ class Link:
         self._clients = clients
         self._failing: set[str] = {READING}  # until the first read
         self._down_said = False
+        self._down_kind = ""
         self.reason: str | None = "not read yet"
         """Why it is down (the part, and Redis' error); None while up."""
 
@@ -94,7 +95,13 @@ class Link:
         self._failing.add(part)
         reason = str(error).rstrip(".") or type(error).__name__
         self.reason = f"{part}: {reason}"
+        kind = type(error).__name__
+        if self._down_said and kind != self._down_kind:
+            # Another cause (Redis back, but refusing these credentials): said once more.
+            logger.warning("bus still down (%s), now: %s", part, reason)
+            self._down_kind = kind
         if not self._down_said:
+            self._down_kind = kind
             what = "bus down" if self.ready.is_set() else "bus unreachable at start"
             logger.warning(
                 "%s (%s): %s; serving what is known, retrying with backoff", what, part, reason

@@ -18,7 +18,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import AuthenticationError, NoPermissionError, ResponseError
 
-from sidecar.bus import acl, keys
+from sidecar.bus import keys
 from sidecar.bus.interface import BusConfigError
 from sidecar.bus.link import CONNECT_TIMEOUT, FAILURES, connect
 
@@ -75,7 +75,7 @@ async def check(url: str, node: str | None) -> None:
     client = connect(url)
     try:
         await asyncio.wait_for(client.ping(), CONNECT_TIMEOUT + 1)
-        denied, allowed = await _try_doomed(client, node)
+        denied, elsewhere, allowed = await _try_doomed(client, node)
         open_to_all = await _answers_without_password(url)
     except NoPermissionError as e:
         raise BusConfigError(
@@ -83,12 +83,15 @@ async def check(url: str, node: str | None) -> None:
             f"`{_rules(node)}` prints (docs/cluster.md#acl-users)"
         ) from None
     except (AuthenticationError, ResponseError) as e:
-        if "auth" in str(e).lower() and not urllib.parse.urlsplit(url).password:
+        parts = urllib.parse.urlsplit(url)
+        if not parts.password and ("auth" in str(e).lower() or parts.username):
             raise BusConfigError(
                 "--redis: Redis wants a password and the URL has none "
-                "(redis://:PASSWORD@HOST:PORT/DB; SIDECAR_REDIS_URL keeps it out of ps)"
+                "(redis://USER:PASSWORD@HOST:PORT/DB, or redis://:PASSWORD@... for requirepass; "
+                "SIDECAR_REDIS_URL keeps it out of ps)"
             ) from None
-        raise BusConfigError(f"--redis: Redis refused the connection: {e}") from None
+        who = f" user {parts.username}" if parts.username else ""
+        raise BusConfigError(f"--redis: Redis refused{who}: {e}") from None
     except (*FAILURES, TimeoutError):
         return
     finally:
@@ -96,10 +99,11 @@ async def check(url: str, node: str | None) -> None:
             await client.aclose()
     rules = _rules(node)
     if denied:
+        # Refused only the keys (allowed the commands): a user made for another node.
         mine = f" on node {node}'s keys (is --node the name its user was made for?)"
         raise BusConfigError(
             f"--redis: this Redis user may not run {', '.join(denied)}"
-            f"{mine if node and set(denied) & set(acl.WRITES) else ''}: give it the rules "
+            f"{mine if node and elsewhere else ''}: give it the rules "
             f"`{rules}` prints (docs/cluster.md#acl-users)"
         )
     if open_to_all:
@@ -121,8 +125,11 @@ def _rules(node: str | None) -> str:
     return f"progress-sidecar redis-acl {f'node {node}' if node else 'gateway'}"
 
 
-async def _try_doomed(client: aioredis.Redis, node: str | None) -> tuple[list[str], list[str]]:
-    """The role's commands Redis refuses this user, and what it lets it do beyond its role."""
+async def _try_doomed(
+    client: aioredis.Redis, node: str | None
+) -> tuple[list[str], bool, list[str]]:
+    """The role's commands Redis refuses this user; whether every one refused was refused only
+    for its key (the user may write keys, not this node's); what it may do beyond its role."""
     needed = role_commands(node)
     announced: list[str] = []
     if node is None:
@@ -142,7 +149,7 @@ async def _try_doomed(client: aioredis.Redis, node: str | None) -> tuple[list[st
     try:
         await connection.send_command("MULTI")
         if _refused(await _reply(connection)):
-            return ["multi"], []  # and nothing else is sent: it would run
+            return ["multi"], False, []  # and nothing else is sent: it would run
         for command in commands:
             await connection.send_command(*command)
         replies = [await _reply(connection) for _ in commands]
@@ -152,13 +159,17 @@ async def _try_doomed(client: aioredis.Redis, node: str | None) -> tuple[list[st
         await client.connection_pool.release(connection)
     queued = dict(zip(commands, replies, strict=True))
     denied = [n for n, a in needed.items() if _refused(queued[(n.upper(), *a)])]
+    elsewhere = bool(denied) and not any(
+        _command_refused(queued[(n.upper(), *needed[n])]) for n in denied
+    )
     if _refused(replies[-1]):
         denied.append("exec")
+        elsewhere = False
     allowed = [what for what, command in beyond.items() if not _refused(queued[command])]
     written = [n for n, a in writes if not _command_refused(queued[(n.upper(), *a)])]
     if written:
         allowed.append(f"run {', '.join(written)} (a gateway writes nothing)")
-    return denied, allowed
+    return denied, elsewhere, allowed
 
 
 async def _reply(connection: Any) -> object:

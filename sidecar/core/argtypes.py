@@ -84,15 +84,18 @@ def is_node_name(text: str) -> bool:
 
 
 def node_name(text: str) -> str:
-    """A node's name in a cluster: letters, digits, ``.``, ``_`` and ``-``, at most 64."""
+    """A node's name in a cluster: a letter or digit, then letters, digits, ``.``, ``_`` and
+    ``-``, at most 64 in all."""
     if not is_node_name(text):
+        shown = repr(text) if len(text) <= 80 else repr(text[:77]) + "..."
         raise argparse.ArgumentTypeError(
-            f"not a node name: {text!r} (letters, digits, '.', '_' and '-', at most 64)"
+            f"not a node name: {shown} (a letter or digit, then letters, digits, '.', '_' and "
+            "'-', at most 64 in all)"
         )
     return text
 
 
-REDIS_URL_FORM = "redis://[:PASSWORD@]HOST[:PORT][/DB], rediss://... (TLS) or unix:///PATH"
+REDIS_URL_FORM = "redis://[[USER]:PASSWORD@]HOST[:PORT][/DB], rediss://... (TLS) or unix:///PATH"
 
 
 def redis_url(text: str) -> str:

@@ -26,7 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
             "gpu-1. See docs/cluster.md#acl-users."
         ),
     )
-    roles = parser.add_subparsers(dest="role", required=True, metavar="ROLE")
+    roles = parser.add_subparsers(dest="role", required=True, metavar="{node NAME,gateway}")
     node = roles.add_parser("node", help="the rules of the sidecar of node NAME (its --node)")
     node.add_argument("name", type=node_name, metavar="NAME", help="the node's --node")
     roles.add_parser("gateway", help="the rules of a gateway (--redis without --root)")

@@ -81,7 +81,7 @@
       if (field(health, "role") === "gateway") {
         $("jobs-empty").textContent =
           field(health, "bus") === "down"
-            ? `No jobs yet: this gateway's bus is down (${fmt.text(field(health, "bus_reason") ?? "Redis unreachable", fmt.TEXT.field)}); it retries.`
+            ? `No jobs yet: this gateway's bus is down, and it retries. ${fmt.text(field(health, "bus_reason") ?? "Redis does not answer", fmt.TEXT.field)}`
             : "No jobs on any node of the cluster yet.";
       }
       $("jobs-table").hidden = ids.length === 0;

@@ -127,3 +127,34 @@ async def test_a_user_of_exactly_its_roles_rules_starts_without_a_warning(
     assert status is None, log
     for unwanted in (OPEN_TO_ALL, TOO_WIDE, "NOPERM", "no permissions", "Traceback", "WARNING"):
         assert unwanted not in log, (unwanted, log)
+
+
+@pytest.mark.parametrize(
+    ("user_rules", "hint"),
+    [(acl_rules("node", "node-b"), True), (GATEWAY_RULES, False)],
+    ids=["another-nodes-user", "the-gateways-user"],
+)
+async def test_a_node_on_a_user_made_for_another_role_is_told_which(
+    tmp_path: Path, locked_redis: RedisServer, user_rules: list[str], hint: bool
+) -> None:
+    """node-a on node-b's user may run every command, on node-b's keys only: the line asks
+    whether --node is right; on the gateway's user it may not run the writes at all: no such
+    question, which would send its owner the wrong way."""
+    url = add_user(locked_redis, "other", user_rules)
+    status, output = await start(tmp_path, url, node=True)
+    assert status == 2, output
+    [line] = output.strip().splitlines()
+    assert "may not run xadd" in line, line
+    assert ("is --node the name its user was made for?" in line) == hint, line
+
+
+async def test_credentials_refused_name_the_user_and_a_missing_password_says_so(
+    tmp_path: Path, locked_redis: RedisServer
+) -> None:
+    add_user(locked_redis, "node-a", NODE_RULES)
+    base = f"127.0.0.1:{locked_redis.port}/0"
+    status, output = await start(tmp_path, f"redis://node-a:wrong@{base}", node=True)
+    assert status == 2 and "Redis refused user node-a: " in output, output
+    assert "wrong" not in output.replace("Redis refused user", "")  # the password is not shown
+    status, output = await start(tmp_path, f"redis://node-a@{base}", node=True)
+    assert status == 2 and "Redis wants a password and the URL has none" in output, output

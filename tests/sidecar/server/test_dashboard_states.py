@@ -15,7 +15,8 @@ from pathlib import Path
 from playwright.async_api import Browser, Page, expect
 
 from tests.conftest import StartSidecar
-from tests.helpers import write_atomic
+from tests.helpers import spawn_sidecar, stop_sidecar, write_atomic
+from tests.redis_server import RedisServer
 from tests.sidecar.server.dashboard import open_page, running
 
 RED = "rgb(198, 40, 40)"  # --bad in dashboard.css
@@ -239,3 +240,25 @@ async def test_dashboard_chart_with_one_point_has_axes_around_it(
     await expect(page.locator("#chart .u-legend .u-value")).to_have_text(["10", "2.5", "\u2013"])
     await shot(page, "one-point-chart")
     assert watched.errors == []
+
+
+async def test_dashboard_of_a_gateway_whose_bus_is_down_says_why(
+    redis_server: RedisServer, browser: Browser
+) -> None:
+    """An empty list on a gateway that cannot read Redis says so, with /healthz's reason; once
+    Redis answers, the list is empty because no node has a job."""
+    redis_server.kill()
+    process, host, port = await spawn_sidecar(None, "--redis", redis_server.url)
+    try:
+        watched = await open_page(browser, f"http://{host}:{port}/")
+        empty = watched.page.locator("#jobs-empty")
+        await expect(empty).to_contain_text(
+            "No jobs yet: this gateway's bus is down, and it retries. reading:", timeout=5000
+        )
+        await shot(watched.page, "gateway-bus-down")
+        redis_server.start()
+        await expect(empty).to_have_text("No jobs on any node of the cluster yet.", timeout=15000)
+        assert watched.errors == []
+    finally:
+        log = await stop_sidecar(process)
+    assert "Traceback" not in log

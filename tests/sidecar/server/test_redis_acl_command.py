@@ -27,7 +27,7 @@ def test_redis_acl_node_prints_one_line_of_its_own_rules() -> None:
     [line] = result.stdout.splitlines()
     assert result.stdout == line + "\n"
     tokens = line.split()
-    assert tokens[:3] == ["resetkeys", "resetchannels", "-@all"]
+    assert tokens[:4] == ["resetkeys", "resetchannels", "clearselectors", "-@all"]
     assert "%R~{progress-sidecar}:*" in tokens
     assert "%RW~{progress-sidecar}:node:gpu-1.rack_2:*" in tokens
     assert {"+xadd", "+hset", "+rpush"} <= set(tokens)
@@ -39,7 +39,7 @@ def test_redis_acl_gateway_prints_one_line_that_writes_nothing() -> None:
     assert (result.returncode, result.stderr) == (0, "")
     [line] = result.stdout.splitlines()
     tokens = line.split()
-    assert tokens[:3] == ["resetkeys", "resetchannels", "-@all"]
+    assert tokens[:4] == ["resetkeys", "resetchannels", "clearselectors", "-@all"]
     assert "%R~{progress-sidecar}:*" in tokens
     assert not [t for t in tokens if t.startswith(("%RW~", "%W~", "~", "+@"))], tokens
     assert not {"+xadd", "+set", "+hset", "+del", "+rpush", "+expire"} & set(tokens)
@@ -63,8 +63,8 @@ def test_redis_acl_runs_as_the_console_script() -> None:
         (("node", "node-a*"), f"{PROG} node: error: argument NAME: not a node name: 'node-a*'"),
         (("node", "x" * 65), f"{PROG} node: error: argument NAME: not a node name"),
         (("node", ""), f"{PROG} node: error: argument NAME: not a node name: ''"),
-        (("wizard",), f"{PROG}: error: argument ROLE: invalid choice: 'wizard'"),
-        ((), f"{PROG}: error: the following arguments are required: ROLE"),
+        (("wizard",), f"{PROG}: error: argument {{node NAME,gateway}}: invalid choice: 'wizard'"),
+        ((), f"{PROG}: error: the following arguments are required: {{node NAME,gateway}}"),
         (("gateway", "node-a"), f"{PROG}: error: unrecognized arguments: node-a"),
         (("node", "a", "b"), f"{PROG}: error: unrecognized arguments: b"),
     ],
