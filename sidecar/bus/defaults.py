@@ -20,3 +20,6 @@ MAX_NODES: Final = 256
 """The default of ``--max-nodes``: other nodes a sidecar knows at once."""
 MAX_JOBS_PER_NODE: Final = 10_000
 """The default of ``--max-jobs-per-node``: the jobs of one other node a sidecar takes."""
+MAX_BYTES_PER_NODE: Final = 16 << 20
+"""The default of ``--max-bytes-per-node``: what the states of one other node's jobs may take,
+encoded (some 600 bytes a job for the reference trainer: 10,000 jobs take 6 MiB)."""

@@ -3,8 +3,9 @@ which jobs are its own; bounded, and each heartbeat O(1).
 
 A node is known from its first read until it is forgotten: lost (silent for the node timeout)
 with no job of it running, its jobs then leave this sidecar with it. At most ``max_nodes`` are
-known, each with at most ``max_jobs`` jobs: what is past either limit is refused, counted, and
-logged at a bounded rate.
+known, each with at most ``max_jobs`` jobs whose states take at most ``max_bytes`` (encoded, as
+read: a document's objects take 5 to 15 times that in memory): what is past a limit is refused,
+counted, and logged at a bounded rate.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from sidecar.bus import keys
-from sidecar.bus.defaults import MAX_JOBS_PER_NODE, MAX_NODES
+from sidecar.bus.defaults import MAX_BYTES_PER_NODE, MAX_JOBS_PER_NODE, MAX_NODES
 from sidecar.bus.rate_log import RateLimitedLog
 from sidecar.core.events import Event, JobGone, NodeBack, NodeLost
 from sidecar.core.hub import JobHub
@@ -37,16 +38,19 @@ class NodeTable:
         node_timeout: float,
         max_nodes: int = MAX_NODES,
         max_jobs: int = MAX_JOBS_PER_NODE,
+        max_bytes: int = MAX_BYTES_PER_NODE,
     ) -> None:
         self.hub = hub
         self._sink, self._gone = sink, gone
         self.node_timeout = node_timeout
-        self.max_nodes, self.max_jobs = max_nodes, max_jobs
+        self.max_nodes, self.max_jobs, self.max_bytes = max_nodes, max_jobs, max_bytes
         self.heard: dict[str, float] = {}
         """Each known node and when it was last heard from (monotonic)."""
         self.read: dict[str, bytes] = {}
         """Each known node's stream: the id of the last entry read."""
-        self.jobs: dict[str, set[str]] = {}
+        self.jobs: dict[str, dict[str, int]] = {}
+        """Each known node's jobs, and the size of each one's state."""
+        self._bytes: dict[str, int] = {}
         self.left_out = 0
         """Nodes announced and not read, at the last look: past ``max_nodes``."""
         self.jobs_left_out = 0
@@ -78,7 +82,8 @@ class NodeTable:
                 self.left_out += 1
                 self.say_left_out()
                 return False
-            self.jobs[node] = set()
+            self.jobs[node] = {}
+            self._bytes[node] = 0
             self.read.setdefault(node, b"0-0")
         at = time.monotonic() - silent_for
         self.heard[node] = max(self.heard.get(node, -math.inf), at)
@@ -93,22 +98,23 @@ class NodeTable:
             self._log(logging.INFO, "node %s is back", node)
             self._sink(NodeBack(node))
 
-    def take_job(self, node: str, job_id: str) -> bool:
-        """Whether ``node``'s job may be shown (it is, or fits within ``max_jobs``)."""
+    def take_job(self, node: str, job_id: str, size: int) -> bool:
+        """Whether ``node``'s job, in a state of ``size`` bytes, may be shown: within
+        ``max_jobs`` and ``max_bytes`` (a job shown already keeps its last state otherwise)."""
         jobs = self.jobs[node]
-        if job_id in jobs:
-            return True
-        if len(jobs) >= self.max_jobs:
+        known = job_id in jobs
+        total = self._bytes[node] - jobs.get(job_id, 0) + size
+        why = ""
+        if not known and len(jobs) >= self.max_jobs:
+            why = f"the node has {len(jobs)} already (--max-jobs-per-node)"
+        elif total > self.max_bytes:
+            why = f"its states would take {total} bytes (--max-bytes-per-node {self.max_bytes})"
+        if why:
             self.jobs_left_out += 1
-            self._log(
-                logging.WARNING,
-                "bus: node %s: job %s not shown: the node has %d already (--max-jobs-per-node)",
-                node,
-                job_id,
-                len(jobs),
-            )
+            self._log(logging.WARNING, "bus: node %s: job %s not taken: %s", node, job_id, why)
             return False
-        jobs.add(job_id)
+        jobs[job_id] = size
+        self._bytes[node] = total
         return True
 
     def refuse_jobs(self, node: str, count: int, held: int) -> None:
@@ -124,7 +130,14 @@ class NodeTable:
         )
 
     def job_gone(self, node: str, job_id: str) -> None:
-        self.jobs.get(node, set()).discard(job_id)
+        size = self.jobs.get(node, {}).pop(job_id, None)
+        if size is not None:
+            self._bytes[node] -= size
+
+    def shift(self, seconds: float) -> None:
+        """This reader was behind for ``seconds``: that long of each node's silence is not its."""
+        now = time.monotonic()
+        self.heard = {node: min(now, at + seconds) for node, at in self.heard.items()}
 
     def forgive_silence(self) -> None:
         """Redis answers again: silence while it did not is not the nodes' fault."""
@@ -172,8 +185,9 @@ class NodeTable:
         """Forget ``node`` and its jobs (its memory freed): nothing of it runs any more."""
         if not quietly:
             self._log(logging.INFO, "node %s is gone, with no job running: forgotten", node)
-        for job_id in self.jobs.pop(node, set()):
+        for job_id in list(self.jobs.pop(node, {})):
             self._gone(JobGone(node, job_id))
+        self._bytes.pop(node, None)
         self.heard.pop(node, None)
         self.read.pop(node, None)
         self._sink(NodeBack(node))  # no longer lost: not known at all

@@ -90,7 +90,7 @@ async def check(url: str, node: str | None) -> None:
                 "(redis://USER:PASSWORD@HOST:PORT/DB, or redis://:PASSWORD@... for requirepass; "
                 "SIDECAR_REDIS_URL keeps it out of ps)"
             ) from None
-        who = f" user {parts.username}" if parts.username else ""
+        who = f" user {parts.username}" if parts.username else " the connection"
         raise BusConfigError(f"--redis: Redis refused{who}: {e}") from None
     except (*FAILURES, TimeoutError):
         return

@@ -1,8 +1,9 @@
 """Every other node's jobs, from Redis into the hub.
 
 Each node writes its own stream (``sidecar.bus.keys``); a reader finds the nodes by their
-announcements (``SCAN``, every ``DISCOVER_INTERVAL``; at start, and after Redis restarted, by
-their streams too, so that a lost node's running jobs are shown), and reads each node's jobs
+announcements (``sidecar.bus.discovery``, in a task of its own; at start, and after Redis
+restarted, by their streams too, so that a lost node's running jobs are shown), and reads each
+node's jobs
 hash and the position of its stream in one transaction, then follows the stream from there:
 nothing falls in between, nothing is read twice, and a node's entries apply in the order the
 node wrote them (a forged ``seq`` pins nothing). Whenever a node's stream lost entries this
@@ -20,7 +21,8 @@ import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
 from sidecar.bus import decoder, keys, wire
-from sidecar.bus.defaults import MAX_JOBS_PER_NODE, MAX_NODES
+from sidecar.bus.defaults import MAX_BYTES_PER_NODE, MAX_JOBS_PER_NODE, MAX_NODES
+from sidecar.bus.discovery import Discovery
 from sidecar.bus.history_follow import HistoryFollower
 from sidecar.bus.link import FAILURES, READING, Link
 from sidecar.bus.nodes import NodeTable
@@ -31,12 +33,15 @@ from sidecar.core.hub import JobHub
 
 logger = logging.getLogger(__name__)
 
-READ_BLOCK_MS: Final = 1000
-READ_COUNT: Final = 1000
-DISCOVER_INTERVAL: Final = 0.5
-"""Seconds between two looks for nodes not known yet (a ``SCAN`` of the announcements)."""
-DISCOVER_BATCH: Final = 32
-"""Nodes read at most in one look: a flood of announcements delays no stream."""
+READ_BLOCK_MS: Final = 500
+READ_COUNT: Final = 100
+"""Entries read at most of each stream at a time: a reply is bounded by this many entries of
+the largest a node may write (see docs/cluster.md on ``proto-max-bulk-len``)."""
+LAG: Final = 2.0
+"""Seconds past which this reader is behind (a read not back, or a long reply still being
+taken): no node is lost meanwhile, and the time is not counted against the nodes."""
+SLICE: Final = 0.005
+"""Seconds of work on a reply (decoding, applying) before the event loop is let run."""
 STREAM_TYPES: Final = (b"stream", b"none")
 HASH_TYPES: Final = (b"hash", b"none")
 
@@ -54,6 +59,7 @@ class Reader:
         limits: decoder.Limits,
         max_nodes: int = MAX_NODES,
         max_jobs_per_node: int = MAX_JOBS_PER_NODE,
+        max_bytes_per_node: int = MAX_BYTES_PER_NODE,
     ) -> None:
         self.redis = redis
         self.link = link
@@ -69,12 +75,21 @@ class Reader:
             node_timeout=node_timeout,
             max_nodes=max_nodes,
             max_jobs=max_jobs_per_node,
+            max_bytes=max_bytes_per_node,
         )
         self.histories = HistoryFollower(redis, hub, self.sink, self.drops)
         self._run_id: str | None = None
-        self._discover_at = 0.0
-        self._looked: dict[str, float] = {}
-        """Nodes announced, read and not taken (stale), and when."""
+        self.discovery = Discovery(
+            redis,
+            self.nodes,
+            hub.node,
+            lambda node: self._read_node(node, fresh_only=True),
+            link.ready,
+        )
+        self._reading: set[str] = set()
+        """Nodes being read now (by the reader or the discovery): not read twice at once."""
+        self.last_read = time.monotonic()
+        """When (monotonic) the last read of the streams came back."""
 
     async def run(self) -> None:
         """Read until cancelled."""
@@ -100,7 +115,7 @@ class Reader:
             self._run_id = run_id
             for node in list(self.nodes.read):
                 await self._read_node(node, forget_missing=False)
-            found = [node async for node in self._scan(keys.CHANGES)]
+            found = [node async for node in self.discovery.scan(keys.CHANGES)]
             for node in found:
                 if node not in self.nodes and not self.nodes.full:
                     await self._read_node(node, stale_if_idle=True)
@@ -111,7 +126,6 @@ class Reader:
             for node in await self._trimmed():
                 await self._read_node(node, forget_missing=True)
         self.histories.refetch()
-        self._discover_at = time.monotonic() + DISCOVER_INTERVAL
 
     async def _trimmed(self) -> list[str]:
         """The known nodes whose stream lost entries this reader has not read."""
@@ -127,28 +141,6 @@ class Reader:
                 behind.append(node)
         return behind
 
-    async def _scan(self, suffix: str) -> Any:
-        async for key in self.redis.scan_iter(match=keys.pattern(suffix), count=1000):
-            node = keys.node_of(key, suffix)
-            if node is not None and node != self.hub.node:
-                yield node
-
-    async def _discover(self) -> None:
-        """Read the nodes newly announced: at most ``DISCOVER_BATCH`` a look, each looked at
-        again no sooner than a node timeout later if it was not taken (its announcement
-        outlived it), none while ``--max-nodes`` are known."""
-        now = time.monotonic()
-        timeout = self.nodes.node_timeout
-        self._looked = {n: at for n, at in self._looked.items() if now - at < timeout}
-        new = [n async for n in self._scan(keys.ALIVE) if n not in self.nodes]
-        self.nodes.left_out = len(new) if self.nodes.full else 0
-        if self.nodes.full:
-            self.nodes.say_left_out()
-            return
-        for node in [n for n in new if n not in self._looked][:DISCOVER_BATCH]:
-            self._looked[node] = now
-            await self._read_node(node, fresh_only=True)
-
     async def _read_node(
         self,
         node: str,
@@ -158,7 +150,7 @@ class Reader:
         stale_if_idle: bool = False,
     ) -> None:
         """Read a node's jobs and where its stream stands, in one transaction; follow it from
-        there.
+        there (not if it is being read already).
 
         Args:
             forget_missing: the node's jobs shown here that its hash lacks are gone.
@@ -166,6 +158,17 @@ class Reader:
                 the node timeout (its announcement outlived it: it was lost and forgotten).
             stale_if_idle: not if its last entry is that old and no job of it runs.
         """
+        if node in self._reading:
+            return
+        self._reading.add(node)
+        try:
+            await self._take_node(node, forget_missing, fresh_only, stale_if_idle)
+        finally:
+            self._reading.discard(node)
+
+    async def _take_node(
+        self, node: str, forget_missing: bool, fresh_only: bool, stale_if_idle: bool
+    ) -> None:
         changes, jobs = keys.changes_key(node), keys.jobs_key(node)
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.time()
@@ -184,68 +187,85 @@ class Reader:
         if last:
             last_id = last[0][0]
             age = max(0.0, now[0] + now[1] / 1e6 - wire.parse_entry_id(last_id)[0] / 1000)
-        states = self._states(node, pairs)
+        states = await self._states(node, pairs)
         if fresh_only and not last:
             return  # announced, its first heartbeat not written yet: the next look takes it
         stale = age >= self.nodes.node_timeout
-        if stale and (fresh_only or (stale_if_idle and all(s.state.complete for s in states))):
+        idle = all(message.state.complete for message, _ in states)
+        if stale and (fresh_only or (stale_if_idle and idle)):
             return
         if not self.nodes.admit(node, silent_for=age):
             return
         if size > len(pairs) // 2:
             self.nodes.refuse_jobs(node, size - len(pairs) // 2, size)
         found = set()
-        for message in states:
-            if self.nodes.take_job(node, message.job_id):
+        pace = _Pace()
+        for message, size in states:
+            if self.nodes.take_job(node, message.job_id, size):
                 found.add(message.job_id)
                 self.sink(message)
+            await pace()
         if forget_missing:
-            for job_id in self.nodes.jobs[node] - found:
+            for job_id in set(self.nodes.jobs[node]) - found:
                 self._gone(JobGone(node, job_id))
         self.nodes.read[node] = last_id
 
-    def _states(self, node: str, pairs: Any) -> list[JobPublished]:
+    async def _states(self, node: str, pairs: Any) -> list[tuple[JobPublished, int]]:
+        """A node's jobs hash decoded: each state, and its size."""
         if isinstance(pairs, Exception):
             return []
         states = []
+        pace = _Pace()
         for job_id, value in zip(pairs[::2], pairs[1::2], strict=True):
             try:
-                states.append(decoder.decode_state(job_id, value, node, self.limits))
+                state = decoder.decode_state(job_id, value, node, self.limits)
+                states.append((state, len(value)))
             except wire.BadMessage as e:
                 self.drops(node, f"job {wire.short(job_id)} in its jobs hash: {e}")
+            await pace()
         return states
 
     def _job_count(self) -> int:
         return sum(len(jobs) for jobs in self.nodes.jobs.values())
 
     async def _follow(self) -> None:
-        """Follow every known node's stream, looking for new nodes now and then."""
+        """Follow every known node's stream (the discovery adds the new ones)."""
         while True:
-            if time.monotonic() >= self._discover_at:
-                await self._discover()
-                self._discover_at = time.monotonic() + DISCOVER_INTERVAL
-            wait = max(0.001, self._discover_at - time.monotonic())
             streams = self.nodes.streams()
             if not streams:
-                await asyncio.sleep(wait)
+                self.last_read = time.monotonic()
+                await asyncio.sleep(READ_BLOCK_MS / 1000)
                 continue
             try:
-                reply: Any = await self.redis.xread(
-                    streams, count=READ_COUNT, block=max(1, int(wait * 1000))
-                )
+                reply: Any = await self.redis.xread(streams, count=READ_COUNT, block=READ_BLOCK_MS)
             except ResponseError as e:
                 if "WRONGTYPE" not in str(e):
                     raise
                 await self._drop_broken_streams()
                 continue
+            self._came_back()
             self.link.answered(READING)
+            pace = _Pace()
             for stream, entries in reply or ():
                 node = keys.node_of(stream, keys.CHANGES)
-                if node is None or node not in self.nodes:
-                    continue
                 for entry_id, fields in entries:
+                    if node is None or node not in self.nodes:
+                        break  # forgotten meanwhile
                     self.nodes.read[node] = entry_id
                     self._receive(node, fields.get(keys.FIELD))
+                    await pace()  # a long reply: behind (LAG) until the next read comes back
+
+    def _came_back(self) -> None:
+        """A read came back: if this reader was behind, the nodes were not silent meanwhile."""
+        now = time.monotonic()
+        if now - self.last_read > LAG:
+            self.nodes.shift(now - self.last_read - READ_BLOCK_MS / 1000)
+        self.last_read = now
+
+    @property
+    def reading(self) -> bool:
+        """Whether the nodes can be heard now: Redis answers, and this reader keeps up."""
+        return self.link.reading and time.monotonic() - self.last_read < LAG
 
     async def _drop_broken_streams(self) -> None:
         """A node's stream key holds something else: that node is forgotten (read again only
@@ -259,6 +279,7 @@ class Reader:
             if kind not in STREAM_TYPES:
                 self.drops(node, f"its stream key is a {kind!r}")
                 self.nodes.forget(node)
+                self.discovery.set_aside(node)
 
     def _receive(self, node: str, data: bytes | None) -> None:
         if data is None:
@@ -276,7 +297,7 @@ class Reader:
         if isinstance(message, JobGone):
             self._gone(message)
         elif isinstance(message, JobPublished):
-            if self.nodes.take_job(node, message.job_id):
+            if self.nodes.take_job(node, message.job_id, len(data)):
                 self.sink(message)
         elif isinstance(message, wire.History):
             self.histories.take(message)
@@ -290,4 +311,19 @@ class Reader:
 
     async def watch_nodes(self) -> None:
         """Lose each node silent for the node timeout, until cancelled."""
-        await self.nodes.watch(lambda: self.link.reading)
+        await self.nodes.watch(lambda: self.reading)
+
+
+class _Pace:
+    """Lets the event loop run every ``SLICE`` seconds of a long piece of work: ``await
+    pace()`` after each item (True when it let it run)."""
+
+    def __init__(self) -> None:
+        self._since = time.monotonic()
+
+    async def __call__(self) -> bool:
+        if time.monotonic() - self._since < SLICE:
+            return False
+        await asyncio.sleep(0)
+        self._since = time.monotonic()
+        return True

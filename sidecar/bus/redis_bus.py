@@ -17,6 +17,7 @@ from sidecar.bus.decoder import Limits
 from sidecar.bus.defaults import (
     FINISHED_TTL,
     HEARTBEAT_INTERVAL,
+    MAX_BYTES_PER_NODE,
     MAX_JOBS_PER_NODE,
     MAX_NODES,
     NODE_TIMEOUT,
@@ -50,6 +51,7 @@ class RedisBus:
         max_document_bytes: the largest document taken from another node (``--max-file-bytes``).
         max_nodes: other nodes known at once (``--max-nodes``).
         max_jobs_per_node: jobs taken of each (``--max-jobs-per-node``).
+        max_bytes_per_node: what their states may take (``--max-bytes-per-node``).
     """
 
     def __init__(
@@ -63,6 +65,7 @@ class RedisBus:
         max_document_bytes: int = MAX_FILE_BYTES,
         max_nodes: int = MAX_NODES,
         max_jobs_per_node: int = MAX_JOBS_PER_NODE,
+        max_bytes_per_node: int = MAX_BYTES_PER_NODE,
     ) -> None:
         self.node = hub.node
         self.publishes = bool(hub.node)
@@ -79,6 +82,7 @@ class RedisBus:
             limits=Limits(max_document_bytes),
             max_nodes=max_nodes,
             max_jobs_per_node=max_jobs_per_node,
+            max_bytes_per_node=max_bytes_per_node,
         )
         self.refusals = RefusalWatch(self._clients[1])
         self.publisher = Publisher(
@@ -147,6 +151,7 @@ class RedisBus:
         parts: dict[str, Callable[[], Awaitable[None]]] = {
             "bus-reader": self.reader.run,
             "bus-node-watch": self.reader.watch_nodes,
+            "bus-discovery": self.reader.discovery.run,
             "bus-refusals": self.refusals.run,
         }
         if self.publishes:

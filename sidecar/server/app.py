@@ -112,6 +112,7 @@ def _redis_bus(settings: Settings, hub: JobHub) -> Bus:
         max_document_bytes=settings.max_file_bytes,
         max_nodes=settings.max_nodes,
         max_jobs_per_node=settings.max_jobs_per_node,
+        max_bytes_per_node=settings.max_bytes_per_node,
     )
 
 

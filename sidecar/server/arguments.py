@@ -80,6 +80,7 @@ _OPTIONS: list[tuple[str, str, Callable[[str], Any], str | None, str]] = [
     (CLUSTER, "--node-timeout", positive_float, "SECONDS", "with --redis: a node not heard from for this long is lost, and its running jobs are shown stalled"),
     (CLUSTER, "--max-nodes", positive_int, "N", "with --redis: other nodes read at once; more are left out, counted in /metrics and logged"),
     (CLUSTER, "--max-jobs-per-node", positive_int, "N", "with --redis: jobs taken of each other node; more are left out, counted in /metrics and logged"),
+    (CLUSTER, "--max-bytes-per-node", positive_int, "BYTES", "with --redis: what the states of each other node's jobs may take, as read (in memory, 5 to 15 times that); a state past it is left out, counted and logged, the job keeping its last"),
 ]  # fmt: skip
 
 

@@ -6,7 +6,12 @@ import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sidecar.bus.defaults import MAX_JOBS_PER_NODE, MAX_NODES, NODE_TIMEOUT
+from sidecar.bus.defaults import (
+    MAX_BYTES_PER_NODE,
+    MAX_JOBS_PER_NODE,
+    MAX_NODES,
+    NODE_TIMEOUT,
+)
 from sidecar.core.client_limits import MAX_CLIENTS, MAX_CLIENTS_PER_ADDRESS, MAX_CLIENTS_PER_JOB
 from sidecar.core.history_budget import HISTORY_BYTES, HISTORY_GRACE
 from sidecar.core.history_log import DEFAULT_MAX_ENTRIES
@@ -54,3 +59,4 @@ class Settings:
     node_timeout: float = NODE_TIMEOUT
     max_nodes: int = MAX_NODES
     max_jobs_per_node: int = MAX_JOBS_PER_NODE
+    max_bytes_per_node: int = MAX_BYTES_PER_NODE

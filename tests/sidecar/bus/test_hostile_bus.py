@@ -12,8 +12,10 @@ from typing import Any
 
 import pytest
 
-from sidecar.bus import decoder, keys, wire
+from sidecar.bus import keys, refusals, wire
+from sidecar.bus.discovery import Discovery
 from sidecar.bus.link import Link
+from sidecar.bus.reader import Reader
 from sidecar.core.state import JobState
 from sidecar.server.keys import BUS, HUB, SUPERVISOR
 from tests.conftest import Sidecar, StartSidecar
@@ -179,7 +181,10 @@ async def injected_part(
     """Make ``part`` run into its fault, then show it down, back up, and the bus working."""
     redis = redis_server.client()
     if part == "bus-reader":
-        forge(redis_server)  # node-x found: its jobs hash decoded
+        forge(redis_server)  # node-x found (its jobs hash read by the discovery)...
+        await wait_for(lambda: "crafted" in sidecar.app[HUB], what="node-x's job")
+        heartbeat = wire.heartbeat_message("e1")
+        redis.xadd(keys.changes_key("node-x"), {keys.FIELD: heartbeat})  # ...then its stream
     elif part == "bus-publisher":
         write_atomic(jobs_root / "own" / "progress.json", {"status": "running", "current_step": 2})
     await shows_down_then_up(sidecar, part)
@@ -196,10 +201,12 @@ async def injected_part(
 @pytest.mark.parametrize(
     ("part", "target"),
     [
-        ("bus-reader", (decoder, "decode")),
+        ("bus-reader", (Reader, "_receive")),
         ("bus-publisher", (wire, "state_message")),
         ("bus-announcer", (wire, "heartbeat_message")),
         ("bus-node-watch", (Link, "reading")),
+        ("bus-discovery", (Discovery, "look")),
+        ("bus-refusals", (refusals, "_counts")),
     ],
 )
 async def test_every_bus_part_is_restarted_after_a_failure(
