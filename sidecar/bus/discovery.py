@@ -55,6 +55,7 @@ class Discovery:
         await self._ready.wait()
         backoff = Backoff()
         while True:
+            stop_if_cancelled()  # redis-py may have swallowed a cancellation
             try:
                 await self.look()
             except FAILURES:
@@ -89,6 +90,7 @@ class Discovery:
         """Every node with a key of that kind (not this one), a ``SCAN`` step at a time."""
         cursor = 0
         while True:
+            stop_if_cancelled()
             cursor, found = await self.redis.scan(cursor, match=keys.pattern(suffix), count=STEP)
             for key in found:
                 node = keys.node_of(key, suffix)

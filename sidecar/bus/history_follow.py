@@ -71,6 +71,7 @@ class HistoryFollower:
     async def _read(self, job_id: str) -> None:
         backoff = Backoff()
         while (state := self.hub.get(job_id)) is not None and job_id in self._marks:
+            stop_if_cancelled()  # redis-py may have swallowed a cancellation
             node = state.node
             try:
                 async with self.redis.pipeline(transaction=True) as pipe:

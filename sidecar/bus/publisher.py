@@ -21,7 +21,7 @@ import redis.asyncio as aioredis
 from sidecar.bus import keys, wire
 from sidecar.bus.decoder import HISTORY_CHUNK, HISTORY_CHUNK_BYTES
 from sidecar.bus.defaults import FINISHED_TTL, HEARTBEAT_INTERVAL, RUNNING_TTL, STREAM_LENGTH
-from sidecar.bus.link import FAILURES, WRITING, Link
+from sidecar.bus.link import FAILURES, WRITING, Link, stop_if_cancelled
 from sidecar.core.backoff import Backoff
 from sidecar.core.contract import is_valid_job_id
 from sidecar.core.hub import JobHub
@@ -69,6 +69,7 @@ class Publisher:
         said_twin = announced = False
         ttl = max(1, math.ceil(self.node_timeout))
         while True:
+            stop_if_cancelled()  # redis-py may have swallowed a cancellation
             try:
                 async with self.redis.pipeline(transaction=False) as pipe:
                     pipe.set(keys.alive_key(self.node), self.hub.epoch, ex=ttl, get=True)
@@ -117,6 +118,7 @@ class Publisher:
         backoff = Backoff()
         try:
             while True:
+                stop_if_cancelled()
                 if not states and not histories and not self._republish:
                     await watch.wake.wait()
                 watch.wake.clear()

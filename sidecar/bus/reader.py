@@ -3,8 +3,8 @@
 Each node writes its own stream (``sidecar.bus.keys``); a reader finds the nodes by their
 announcements (``sidecar.bus.discovery``, in a task of its own; at start, and after Redis
 restarted, by their streams too, so that a lost node's running jobs are shown), and reads each
-node's jobs
-hash and the position of its stream in one transaction, then follows the stream from there:
+node's jobs hash and the position of its stream in one transaction, then follows the stream
+from there:
 nothing falls in between, nothing is read twice, and a node's entries apply in the order the
 node wrote them (a forged ``seq`` pins nothing). Whenever a node's stream lost entries this
 reader had not read (Redis restarted, or trimmed past it), that node is read again.
@@ -24,7 +24,7 @@ from sidecar.bus import decoder, keys, wire
 from sidecar.bus.defaults import MAX_BYTES_PER_NODE, MAX_JOBS_PER_NODE, MAX_NODES
 from sidecar.bus.discovery import Discovery
 from sidecar.bus.history_follow import HistoryFollower
-from sidecar.bus.link import FAILURES, READING, Link
+from sidecar.bus.link import FAILURES, READING, Link, stop_if_cancelled
 from sidecar.bus.nodes import NodeTable
 from sidecar.bus.rate_log import Drops, RateLimitedLog
 from sidecar.core.backoff import Backoff
@@ -95,6 +95,7 @@ class Reader:
         """Read until cancelled."""
         backoff = Backoff()
         while True:
+            stop_if_cancelled()  # redis-py may have swallowed a cancellation
             try:
                 await self._catch_up()
                 self.link.answered(READING)
@@ -196,19 +197,21 @@ class Reader:
             return
         if not self.nodes.admit(node, silent_for=age):
             return
+        # Followed from there at once: what the stream brings while the states below are
+        # taken is newer (and a state read here never goes back past it: not ``ordered``).
+        self.nodes.read[node] = last_id
         if size > len(pairs) // 2:
             self.nodes.refuse_jobs(node, size - len(pairs) // 2, size)
         found = set()
         pace = _Pace()
-        for message, size in states:
-            if self.nodes.take_job(node, message.job_id, size):
+        for message, length in states:
+            if self.nodes.take_job(node, message.job_id, length):
                 found.add(message.job_id)
                 self.sink(message)
             await pace()
         if forget_missing:
             for job_id in set(self.nodes.jobs[node]) - found:
                 self._gone(JobGone(node, job_id))
-        self.nodes.read[node] = last_id
 
     async def _states(self, node: str, pairs: Any) -> list[tuple[JobPublished, int]]:
         """A node's jobs hash decoded: each state, and its size."""
@@ -231,6 +234,7 @@ class Reader:
     async def _follow(self) -> None:
         """Follow every known node's stream (the discovery adds the new ones)."""
         while True:
+            stop_if_cancelled()
             streams = self.nodes.streams()
             if not streams:
                 self.last_read = time.monotonic()

@@ -33,6 +33,7 @@ class RefusalWatch:
     async def run(self) -> None:
         """Look until cancelled."""
         while True:
+            stop_if_cancelled()  # redis-py may have swallowed a cancellation
             try:
                 info: dict[str, Any] = await self.redis.info("errorstats")
             except FAILURES:
