@@ -9,7 +9,6 @@ import tempfile
 from pathlib import Path
 
 import aiohttp
-from demo_acl import acl_user
 from demo_folders import make_job_folders, remove_empty
 from demo_follow import chosen_port, follow_then_serve, shown
 from demo_interrupts import Interrupts
@@ -23,6 +22,7 @@ from demo_processes import (
     stop,
     stop_redis,
 )
+from support.acl_users import acl_user
 from support.redis_server import RedisServer
 
 NODES = ("node-a", "node-b")

@@ -18,7 +18,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import AuthenticationError, NoPermissionError, ResponseError
 
-from sidecar.bus import keys
+from sidecar.bus import acl, keys
 from sidecar.bus.interface import BusConfigError
 from sidecar.bus.link import CONNECT_TIMEOUT, FAILURES, connect
 
@@ -28,26 +28,28 @@ DOOM = "progress-sidecar-no-such-command"
 """Queued first: an unknown command, so that ``EXEC`` runs none of what follows."""
 
 
-def role_commands(node: str | None) -> dict[str, tuple[Any, ...]]:
-    """Every command the role sends (``acl.READS``, and ``acl.WRITES`` for a node), each with
-    arguments it may be queued with: on a key of nobody's, or of this node's own."""
-    probe = keys.PREFIX + "acl-probe"
-    reads: dict[str, tuple[Any, ...]] = {
+def _arguments(command: str, key: str) -> tuple[Any, ...]:
+    """Arguments ``command`` may be queued with, on ``key`` (where it changes nothing)."""
+    return {
         "ping": (), "info": ("server",), "time": (), "select": (0,),
-        "scan": (0, "MATCH", probe, "COUNT", 1), "type": (probe,),
-        "xread": ("COUNT", 1, "STREAMS", probe, "0-0"), "xrange": (probe, "-", "+", "COUNT", 1),
-        "xrevrange": (probe, "+", "-", "COUNT", 1), "get": (probe,), "lrange": (probe, 0, 0),
-        "hlen": (probe,), "hrandfield": (probe, 1),
-    }  # fmt: skip
-    if node is None:
-        return reads
-    own = keys.node_prefix(node) + "acl-probe"
-    writes: dict[str, tuple[Any, ...]] = {
-        "xadd": (own, "MAXLEN", "~", 1, "*", "m", "x"), "set": (own, "x"),
-        "hset": (own, "f", "x"), "hdel": (own, "f"), "hkeys": (own,), "del": (own,),
-        "expire": (own, 1), "rpush": (own, "x"), "ltrim": (own, 0, 0),
-    }  # fmt: skip
-    return reads | writes
+        "scan": (0, "MATCH", key, "COUNT", 1), "xread": ("COUNT", 1, "STREAMS", key, "0-0"),
+        "xrange": (key, "-", "+", "COUNT", 1), "xrevrange": (key, "+", "-", "COUNT", 1),
+        "lrange": (key, 0, 0), "hrandfield": (key, 1), "xadd": (key, "MAXLEN", "~", 1, "*", "m", "x"),
+        "set": (key, "x"), "hset": (key, "f", "x"), "hdel": (key, "f"), "expire": (key, 1),
+        "rpush": (key, "x"), "ltrim": (key, 0, 0),
+    }.get(command, (key,))  # fmt: skip
+
+
+def role_commands(node: str | None) -> dict[str, tuple[Any, ...]]:
+    """Every command the role sends (``acl.READS``, and ``acl.WRITES`` for a node; not the
+    transaction's own), each with arguments it may be queued with: on a key of nobody's, or of
+    this node's own."""
+    probe = keys.PREFIX + "acl-probe"
+    commands = {c: _arguments(c, probe) for c in acl.READS if c not in ("multi", "exec")}
+    if node is not None:
+        own = keys.node_prefix(node) + "acl-probe"
+        commands |= {c: _arguments(c, own) for c in acl.WRITES}
+    return commands
 
 
 def beyond_role(node: str | None, announced: list[str]) -> dict[str, tuple[str, ...]]:
@@ -138,8 +140,8 @@ async def _try_doomed(
                 if (name := keys.node_of(key, keys.ALIVE)) is not None and len(announced) < 100:
                     announced.append(name)
     beyond = beyond_role(node, announced)
-    writes = [] if node is not None else list(role_commands("acl-probe").items())[len(needed) :]
-    writes = [(name, args) for name, args in writes if name != "hkeys"]  # a read
+    probe = keys.node_prefix("acl-probe") + "jobs"
+    writes = [] if node else [(c, _arguments(c, probe)) for c in acl.WRITES if c != "hkeys"]
     commands: list[tuple[Any, ...]] = [(DOOM,)]
     commands += [(name.upper(), *args) for name, args in needed.items()]
     commands += list(beyond.values())

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Callable
 from typing import Any, Final, TypeAlias
 
 JSONValue: TypeAlias = Any
@@ -110,21 +111,8 @@ def decode_document(data: bytes, *, max_depth: int = MAX_DEPTH) -> JSONValue:
         ValueError: the bytes are not UTF-8, not JSON, or nested deeper than ``max_depth``
             (``TooDeep``).
     """
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise ValueError(f"not utf-8 (byte {e.start})") from e
-    try:
-        value = json.loads(
-            text,
-            parse_constant=_constant_to_none,
-            parse_float=_finite_or_none,
-            parse_int=_bounded_int,
-        )
-    except RecursionError:
-        raise TooDeep(f"nesting too deep (over {MAX_DEPTH} levels)") from None
-    except json.JSONDecodeError as e:
-        raise ValueError(f"invalid json: {e.msg} at line {e.lineno} column {e.colno}") from e
+    text = _text(data, "utf-8-sig")
+    value = _loads(text, _constant_to_none, _finite_or_none, _bounded_int)
     if _SURROGATE_ESCAPE.search(text):
         return _sanitize(value, max_depth)
     _check_depth(value, max_depth)  # the hooks did the rest: no copy needed
@@ -159,25 +147,34 @@ def decode_strict(data: bytes, *, max_depth: int = MAX_DEPTH) -> JSONValue:
     Raises:
         ValueError: the bytes are not such JSON (the reason says why).
     """
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise ValueError(f"not utf-8 (byte {e.start})") from None
+    text = _text(data, "utf-8")
     if _SURROGATE_ESCAPE.search(text):
         raise ValueError("a surrogate escape (text that is not encodable as UTF-8)")
+    value = _loads(text, _refuse_constant, _strict_float, _strict_int)
+    _check_depth(value, max_depth)
+    return value
+
+
+def _text(data: bytes, encoding: str) -> str:
     try:
-        value = json.loads(
-            text,
-            parse_constant=_refuse_constant,
-            parse_float=_strict_float,
-            parse_int=_strict_int,
-        )
+        return data.decode(encoding)
+    except UnicodeDecodeError as e:
+        raise ValueError(f"not utf-8 (byte {e.start})") from None
+
+
+def _loads(
+    text: str,
+    constant: Callable[[str], Any],
+    number: Callable[[str], Any],
+    integer: Callable[[str], Any],
+) -> JSONValue:
+    """``json.loads`` with these hooks, its failures as ``ValueError`` (``TooDeep``)."""
+    try:
+        return json.loads(text, parse_constant=constant, parse_float=number, parse_int=integer)
     except RecursionError:
         raise TooDeep(f"nesting too deep (over {MAX_DEPTH} levels)") from None
     except json.JSONDecodeError as e:
         raise ValueError(f"invalid json: {e.msg} at line {e.lineno} column {e.colno}") from None
-    _check_depth(value, max_depth)
-    return value
 
 
 def _check_depth(value: JSONValue, depth: int) -> None:

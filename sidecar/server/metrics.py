@@ -120,7 +120,7 @@ class _Figures(Collector):
         )
         if self.bus is not None:
             yield GaugeMetricFamily(
-                "sidecar_bus_up", "1 while Redis answers (cluster mode).", value=int(self.bus.up)
+                "sidecar_bus_up", "1 while the bus is up (cluster mode).", value=int(self.bus.up)
             )
             yield GaugeMetricFamily(
                 "sidecar_nodes_lost",
@@ -171,7 +171,7 @@ class _Health(Collector):
             )
             yield CounterMetricFamily(
                 "sidecar_bus_jobs_left_out",
-                "Other nodes' jobs not taken, past --max-jobs-per-node.",
+                "Other nodes' jobs (or states) not taken, past --max-jobs-per-node or --max-bytes-per-node.",
                 value=self.bus.jobs_left_out,
             )
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from support.acl_users import acl_user
 from support.listening import NotListening, await_listening
 from support.redis_server import RedisServer, RedisServerError
 
@@ -52,28 +53,6 @@ async def start_redis(workdir: Path) -> RedisServer:
     server = RedisServer(workdir, password=password, extra_args=("--aclfile", str(users)))
     await start_again(server)
     return server
-
-
-async def acl_user(server: RedisServer, user: str, role: list[str]) -> str:
-    """A Redis user of its own for one sidecar or worker of ``role`` (``["node", NAME]`` or
-    ``["gateway"]``): the rules ``progress-sidecar redis-acl ROLE`` prints, a random password,
-    saved to the ACL file. Returns its URL."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "sidecar", "redis-acl", *role,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    out, err = await process.communicate()
-    if process.returncode != 0:
-        raise SystemExit(f"progress-sidecar redis-acl {' '.join(role)}: {err.decode().strip()}")
-    password = secrets.token_hex(16)
-    client = redis_client(server)
-    try:
-        rules = out.decode().split()
-        await client.execute_command("ACL", "SETUSER", user, "on", f">{password}", *rules)
-        await client.execute_command("ACL", "SAVE")
-    finally:
-        await client.aclose()
-    return f"redis://{user}:{password}@127.0.0.1:{server.port}/0"
 
 
 async def start_again(server: RedisServer) -> None:
@@ -111,7 +90,8 @@ class Sidecar(Server):
 async def sidecar_user(redis_server: RedisServer, root: Path | None, node: str) -> str:
     """The URL of a new Redis user named ``node``, for a node's sidecar (with ``root``) or a
     gateway's (without)."""
-    return await acl_user(redis_server, node, ["node", node] if root is not None else ["gateway"])
+    role = ("node", node) if root is not None else ("gateway",)
+    return await acl_user(redis_server, node, *role, save=True)
 
 
 async def start_sidecar(

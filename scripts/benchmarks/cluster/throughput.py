@@ -8,9 +8,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from support.acl_users import acl_user
+
 from benchmarks.cluster.measure import command_stats, commands_since, load_average, redis_figures
 from benchmarks.cluster.processes import (
-    acl_user,
     kill_redis,
     redis_client,
     start_redis,
@@ -35,14 +36,14 @@ async def redis_throughput(
             nodes = [f"bench{index}" for index in range(publishers)]
             reader = None
             if readers:
-                url = await acl_user(redis_server, "reader", ["gateway"])
+                url = await acl_user(redis_server, "reader", "gateway", save=True)
                 spec = {"kind": "read", "url": url, "readers": readers, "nodes": nodes}
                 reader = await start_worker(spec)
                 await until_ready(reader)
             spec = {"kind": "publish", "message": message.decode()}
             spec.update(batch=batch, seconds=seconds, jobs=300)
             for node in nodes:
-                url = await acl_user(redis_server, node, ["node", node])
+                url = await acl_user(redis_server, node, "node", node, save=True)
                 processes.append(await start_worker({**spec, "node": node, "url": url}))
             for process in processes:
                 await until_ready(process)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +78,18 @@ class Cluster:
         url = sidecar.url(f"/ws/training/{job_id}").replace("http", "ws", 1)
         ws = await self.session.ws_connect(f"{url}?{query}" if query else url, autoclose=False)
         return StreamClient(ws)
+
+
+@contextlib.asynccontextmanager
+async def running_cluster(redis: RedisServer, tmp_path: Path) -> AsyncIterator[Cluster]:
+    """A cluster on ``redis``; every sidecar still running is stopped at the end."""
+    async with aiohttp.ClientSession() as session:
+        cluster = Cluster(redis, tmp_path, session)
+        try:
+            yield cluster
+        finally:
+            for sidecar in list(cluster.sidecars):
+                await cluster.stop(sidecar)
 
 
 def write_job(root: Path, job_id: str, **fields: Any) -> None:

@@ -5,19 +5,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import aiohttp
 import pytest
 
 from tests.redis_server import RedisServer
-from tests.sidecar.bus.cluster import Cluster
+from tests.sidecar.bus.cluster import Cluster, running_cluster
 
 
 @pytest.fixture
 async def cluster(redis_server: RedisServer, tmp_path: Path) -> AsyncIterator[Cluster]:
-    async with aiohttp.ClientSession() as session:
-        cluster = Cluster(redis_server, tmp_path, session)
-        try:
-            yield cluster
-        finally:
-            for sidecar in list(cluster.sidecars):
-                await cluster.stop(sidecar)
+    async with running_cluster(redis_server, tmp_path) as cluster:
+        yield cluster

@@ -11,14 +11,21 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 import redis
 from redis.exceptions import NoPermissionError, RedisError
 
 from tests.helpers import StreamClient, wait_for
 from tests.redis_server import RedisServer
-from tests.sidecar.bus.cluster import PREFIX, Cluster, Sidecar, has_jobs, job_field, write_job
+from tests.sidecar.bus.cluster import (
+    PREFIX,
+    Cluster,
+    Sidecar,
+    has_jobs,
+    job_field,
+    running_cluster,
+    write_job,
+)
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -99,13 +106,8 @@ async def acl_cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
         admin.execute_command("ACL", "SETUSER", user, "on", f">{user}-pw", *acl_rules(*role))
     admin.execute_command("ACL", "SETUSER", "gateway", "on", ">gateway-pw", *acl_rules("gateway"))
     try:
-        async with aiohttp.ClientSession() as session:
-            cluster = Cluster(server, tmp_path, session)
-            try:
-                yield cluster
-            finally:
-                for sidecar in list(cluster.sidecars):
-                    await cluster.stop(sidecar)
+        async with running_cluster(server, tmp_path) as cluster:
+            yield cluster
     finally:
         server.stop()
 
