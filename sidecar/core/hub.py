@@ -38,6 +38,7 @@ from sidecar.core.history_budget import HISTORY_BYTES, HISTORY_GRACE, HistoryBud
 from sidecar.core.history_log import DEFAULT_MAX_ENTRIES
 from sidecar.core.history_store import HistoryStore
 from sidecar.core.job_index import JobIndex
+from sidecar.core.jobs_feed import ListFeed, ListViewer
 from sidecar.core.kept_versions import (
     RESUME_BYTES,
     RESUME_BYTES_PER_JOB,
@@ -106,7 +107,9 @@ class JobHub:
         """The versions before the current ones, kept to resume clients from."""
         self._versions = JobVersions(epoch=self.epoch, kept=self.kept_versions)
         self._channels = self._versions.channels
-        self._jobs_watches: set[JobsWatch] = set()
+        self.list_feed = ListFeed()
+        """The jobs list, made once per tick for every dashboard."""
+        self._jobs_watches: set[JobsWatch] = {self.list_feed.changes}
         self._index = JobIndex()
         self._cluster = ClusterView(node)
         self.limits = ClientLimits(
@@ -325,25 +328,25 @@ class JobHub:
         self.histories.publishers += 1
         return watch
 
-    def watch_jobs(self, *, address: str | None = None) -> JobsWatch:
-        """Follow every job's comings, goings and changes (the dashboard's list), from
-        ``address`` (the list counts as one more job against ``max_clients_per_address``).
-        The watch holds what changes from now on: the client starts from every job
-        (``job_ids``), with no set of 100,000 ids made at each connection.
+    def join_list(self, *, address: str | None = None) -> ListViewer:
+        """A dashboard of the jobs list (``list_feed``), from ``address`` (the list counts as
+        one more job against ``max_clients_per_address``). Leave with ``leave_list``.
 
         Raises:
             TooManyClients: a client limit is reached.
         """
         self.limits.admit_watcher(address)
-        watch = JobsWatch((), address)
-        self._jobs_watches.add(watch)
-        return watch
+        viewer = ListViewer(address)
+        self.list_feed.viewers.add(viewer)
+        return viewer
+
+    def leave_list(self, viewer: ListViewer) -> None:
+        if viewer in self.list_feed.viewers:
+            self.list_feed.viewers.remove(viewer)
+            self.limits.released(watcher=True, watcher_address=viewer.address)
 
     def unwatch_jobs(self, watch: JobsWatch) -> None:
         if watch not in self._jobs_watches:
             return
         self._jobs_watches.remove(watch)
-        if watch.history_changed is not None:
-            self.histories.publisher_left()  # not a client
-        else:
-            self.limits.released(watcher=True, watcher_address=watch.address)
+        self.histories.publisher_left()

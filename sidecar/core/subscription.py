@@ -112,14 +112,11 @@ class Subscription:
 
 
 class JobsWatch:
-    """One client of the jobs list: which jobs changed since it last looked."""
+    """Which jobs changed since the last look: the jobs list's feed, and the bus's publisher."""
 
-    __slots__ = ("address", "changed", "history_changed", "wake")
+    __slots__ = ("changed", "history_changed", "wake")
 
-    def __init__(
-        self, job_ids: Iterable[str], address: str | None = None, *, history: bool = False
-    ) -> None:
-        self.address = address
+    def __init__(self, job_ids: Iterable[str], *, history: bool = False) -> None:
         self.changed: set[str] = set(job_ids)
         self.history_changed: set[str] | None = set() if history else None
         """The jobs whose history grew (a watch that asks for them only)."""

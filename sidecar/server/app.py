@@ -19,6 +19,7 @@ from sidecar.files.watcher import FileWatcher
 from sidecar.server import dashboard, jobs_stream, rest, sockets, training_stream
 from sidecar.server.access import AccessPolicy, access_control
 from sidecar.server.close_pacer import ClosePacer
+from sidecar.server.jobs_feed import LIST_SNAPSHOTS, ListSnapshots, run_jobs_feed
 from sidecar.server.keys import BUS, CLOSES, HUB, METRICS, SETTINGS, SOCKETS, SUPERVISOR, WATCHER
 from sidecar.server.memory_release import run_history_release
 from sidecar.server.metrics import Metrics
@@ -93,6 +94,7 @@ def create_app(settings: Settings) -> web.Application:
     stats = watcher.stats if watcher is not None else WatchStats()
     app[METRICS] = Metrics(hub, stats, bus, supervisor=app[SUPERVISOR], sinks=sinks)
     app.router.add_get("/ws/training/{job_id}", training_stream.training_socket)
+    app[LIST_SNAPSHOTS] = ListSnapshots(hub)
     app.router.add_get("/ws/jobs", jobs_stream.jobs_socket)
     dashboard.add_routes(app)
     app.add_routes(rest.routes)
@@ -120,6 +122,7 @@ async def _background_tasks(app: web.Application) -> AsyncIterator[None]:
     watcher, bus, tasks = app.get(WATCHER), app.get(BUS), app[SUPERVISOR]
     tasks.start("close-pacer", app[CLOSES].run)
     tasks.start("history-release", lambda: run_history_release(app[HUB]))
+    tasks.start("jobs-list", lambda: run_jobs_feed(app[HUB]))
     if watcher is not None:
         stall_after = app[SETTINGS].stall_after
         tasks.start("watcher", watcher.run)

@@ -138,9 +138,14 @@ class ClientSocket:
         """Write ``message`` as a text frame straight to the transport, without waiting; only
         when ``writable``. Server frames are not masked and compression is off, so a frame is
         its header and the message's bytes, shared by every client (RFC 6455 section 5.2)."""
+        self.write_frame(text_frame(message))
+
+    def write_frame(self, frame: bytes) -> None:
+        """Write a whole frame (``text_frame``) straight to the transport; only when
+        ``writable``."""
         transport = self.request.transport
         assert transport is not None
-        transport.write(text_frame(message))
+        transport.write(frame)
 
 
 @asynccontextmanager

@@ -134,7 +134,7 @@ async def test_a_listing_of_every_job_holds_no_other_client_up(
     }
     for text in snapshots:
         message = json.loads(text)
-        assert (message["type"], message["seq"]) == ("snapshot", 1)
+        assert message["type"] == "snapshot"
         assert len(message["jobs"]) == JOBS
         assert message["jobs"]["job01000"]["status"] == "running"
         assert "progress" not in message["jobs"]["job00001"]  # the stream leaves nulls out
