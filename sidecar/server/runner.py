@@ -10,9 +10,11 @@ hundred trickling connections then take every descriptor. Here:
 - a response the client does not take within ``WRITE_TIMEOUT`` seconds drops the connection
   (a client that pipelines requests and never reads would hold it for ever);
 - past ``max_connections`` a new connection is answered 503 and closed at once, so that
-  ``accept()`` never runs out of descriptors and the files the sidecar reads still open (the
-  listen backlog is kept small, since the kernel hands over a backlog's worth of connections
-  before the first of them reaches this count);
+  ``accept()`` never runs out of descriptors and the files the sidecar reads still open (asyncio
+  accepts a small batch per turn of the event loop, ``BACKLOG``, since it hands over a batch's
+  worth of connections before the first of them reaches this count; the kernel's queue of
+  connections not yet accepted, ``LISTEN_QUEUE``, is long, so that a crowd reconnecting at once
+  waits there, not in SYN retransmits);
 - a malformed request costs one warning line (no traceback) and a body without its text.
 """
 
@@ -20,10 +22,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import resource
+import socket
 import weakref
+from collections.abc import Iterable
 from http import HTTPStatus
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
@@ -35,10 +40,14 @@ HEADER_TIMEOUT: Final = 5.0
 WRITE_TIMEOUT: Final = 10.0
 """Seconds a client has to take a whole HTTP response."""
 BACKLOG: Final = 32
-"""The listen backlog: connections the kernel queues, and asyncio accepts in one go."""
+"""The connections asyncio accepts in one go (it takes its listen backlog for that)."""
+LISTEN_QUEUE: Final = 4096
+"""Connections the kernel holds until they are accepted (it caps this at net.core.somaxconn).
+Clients that reconnect together after a restart wait here: past it, the kernel drops their
+handshakes, and each tries again only after 1 s, then 3 s."""
 FD_RESERVE: Final = 4 * BACKLOG + 64
 """Descriptors kept for what is not a connection: connections accepted but not yet counted or
-refused (asyncio accepts up to a backlog's worth per turn of the event loop, and a refused
+refused (asyncio accepts up to ``BACKLOG`` per turn of the event loop, and a refused
 connection's descriptor is closed three turns later), progress and history files, inotify, the
 listening sockets, threads, the log."""
 HTTP_RESERVE: Final = 16
@@ -46,6 +55,19 @@ HTTP_RESERVE: Final = 16
 MIN_OPEN_FILES: Final = FD_RESERVE + HTTP_RESERVE + 16
 """Below this open-file limit the sidecar refuses to start."""
 BUSY = b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+
+
+class HasFileno(Protocol):
+    def fileno(self) -> int: ...
+
+
+def lengthen_listen_queue(sockets: Iterable[HasFileno]) -> None:
+    """Let the kernel hold ``LISTEN_QUEUE`` connections for these listening sockets, which
+    asyncio listened on with ``BACKLOG`` (it still accepts that many per turn)."""
+    for listening in sockets:
+        # listen() again on a duplicate: the queue belongs to the socket, not the descriptor.
+        with socket.socket(fileno=os.dup(listening.fileno())) as duplicate:
+            duplicate.listen(LISTEN_QUEUE)
 
 
 def raise_open_files_limit() -> int:

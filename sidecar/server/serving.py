@@ -17,6 +17,7 @@ from sidecar.server.runner import (
     SidecarRunner,
     clients_that_fit,
     connection_budget,
+    lengthen_listen_queue,
     raise_open_files_limit,
 )
 from sidecar.server.settings import Settings
@@ -62,6 +63,9 @@ async def serve(settings: Settings) -> None:
     try:
         site = web.TCPSite(runner, settings.host, settings.port, backlog=BACKLOG)
         await site.start()
+        listening = site._server  # aiohttp keeps the asyncio server it made there
+        assert isinstance(listening, asyncio.Server)
+        lengthen_listen_queue(listening.sockets)
         _warn_if_open(settings)  # once listening: a host it cannot listen on is an error only
         host, port = runner.addresses[0][:2]
         shown = f"[{host}]" if ":" in host else host
