@@ -139,7 +139,9 @@ async def _background_tasks(app: web.Application) -> AsyncIterator[None]:
     # collector's way, a full collection walks only what came since (with 100,000 jobs it
     # walked 720,000 objects, a pause of 0.4 s for every client: docs/reliability.md).
     gc.freeze()
+    app[METRICS].gc.start()
     yield
+    app[METRICS].gc.stop()
     gc.unfreeze()  # all of it collectable again (several apps in one process: tests)
     await tasks.stop()
     if bus is not None:

@@ -19,6 +19,7 @@ from sidecar.bus.interface import Bus
 from sidecar.core.events import GuardedSink
 from sidecar.core.hub import JobHub
 from sidecar.files.stats import WatchStats
+from sidecar.server.gc_pauses import GENERATIONS, GcPauses
 from sidecar.server.supervisor import Supervisor
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -45,8 +46,11 @@ class Metrics:
             buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
             registry=self.registry,
         )
+        self.gc = GcPauses()
+        """The collector's pauses (counted once the application starts)."""
         self.registry.register(_Figures(hub, watch, self.send, bus))
         self.registry.register(_Health(supervisor, sinks, bus))
+        self.registry.register(_Collector(self.gc))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
@@ -174,6 +178,35 @@ class _Health(Collector):
                 "Other nodes' jobs (or states) not taken, past --max-jobs-per-node or --max-bytes-per-node.",
                 value=self.bus.jobs_left_out,
             )
+
+
+class _Collector(Collector):
+    """The garbage collector's pauses."""
+
+    def __init__(self, pauses: GcPauses) -> None:
+        self.pauses = pauses
+
+    def collect(self) -> Iterator[Metric]:
+        collections = CounterMetricFamily(
+            "sidecar_gc_collections",
+            "Collections of the cyclic garbage collector, by generation (2: full).",
+            labels=["generation"],
+        )
+        seconds = CounterMetricFamily(
+            "sidecar_gc_pause_seconds",
+            "Time the collections held the event loop, by generation.",
+            labels=["generation"],
+        )
+        for generation in GENERATIONS:
+            collections.add_metric([str(generation)], self.pauses.collections[generation])
+            seconds.add_metric([str(generation)], self.pauses.seconds[generation])
+        yield collections
+        yield seconds
+        yield GaugeMetricFamily(
+            "sidecar_gc_pause_seconds_max",
+            "The longest pause of the garbage collector since the start.",
+            value=self.pauses.longest,
+        )
 
 
 @dataclass

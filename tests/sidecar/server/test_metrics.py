@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import itertools
 from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -108,3 +110,22 @@ async def test_send_timeouts_are_counted(jobs_root: Path, start_sidecar: StartSi
         write_atomic(file, {"status": "running", "step": step, "padding": str(step) * 50_000})
         await asyncio.sleep(0.005)
     writer.close()
+
+
+async def test_metrics_time_the_garbage_collectors_pauses(
+    jobs_root: Path, start_sidecar: StartSidecar
+) -> None:
+    sidecar = await start_sidecar()
+    before = await scrape(sidecar)
+    garbage: list[list[object]] = [[] for _ in range(100_000)]
+    for a, b in itertools.pairwise(garbage):
+        a.append(b)
+        b.append(a)  # cycles: only the collector frees them
+    del garbage
+    gc.collect()
+    after = await scrape(sidecar)
+    full = "sidecar_gc_collections_total{generation=2}"
+    assert after[full] >= before[full] + 1
+    paused = "sidecar_gc_pause_seconds_total{generation=2}"
+    assert after[paused] > before[paused]
+    assert after["sidecar_gc_pause_seconds_max"] > 0
