@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable
 from typing import Final
 
@@ -9,6 +10,10 @@ from sidecar.clients.errors import SidecarUnreachable, StreamError
 from sidecar.core.backoff import Backoff
 from sidecar.core.protocol import FINAL_CLOSE_CODES, CloseCode
 
+RESTART_SPREAD: Final = 1.0
+"""Seconds over which the first try after a sidecar's 1001 (it is going away: a restart, a
+gateway leaving) is spread, at random: every client it had drops at the same moment, and would
+otherwise come back within the same 50 ms."""
 CONNECT_TIMEOUT: Final = 10.0
 """The longest one opening handshake may take (less when the give-up time is nearer, 1 s at
 least)."""
@@ -64,7 +69,10 @@ class Reconnection:
         now = self._clock()
         if contact:
             self._contact = now
+        first = self.backoff.failures == 0
         delay = self.backoff.next()
+        if first and code == CloseCode.GOING_AWAY:
+            delay = random.uniform(0, RESTART_SPREAD)  # full jitter: the crowd spreads
         if self.give_up_after is None:
             return delay
         left = self._contact + self.give_up_after - now

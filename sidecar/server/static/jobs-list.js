@@ -11,6 +11,8 @@
   const { field } = fmt;
   const outcome = fmt.outcome;
 
+  // The list's reconnections: as a job's (ProgressClient.reconnectDelay), up to 10 s apart.
+  const LIST_BACKOFF = { minBackoff: 250, maxBackoff: 10000 };
   // Between two looks at /healthz while the jobs list is empty, ms.
   const HEALTH_INTERVAL = 3000;
 
@@ -50,8 +52,8 @@
         }
         listFailures += 1;
         if (currentJob() === null) setConnection("reconnecting…", "down");
-        const ceiling = Math.min(10000, 250 * 2 ** listFailures);
-        setTimeout(connectList, ceiling / 2 + Math.random() * (ceiling / 2));
+        const pause = ProgressClient.reconnectDelay(listFailures, event.code, LIST_BACKOFF);
+        setTimeout(connectList, pause);
       };
     }
 

@@ -30,6 +30,9 @@
     UNAUTHORIZED: 4401,
     NOT_FOUND: 4404,
   };
+  // After a 1001 (the sidecar is going away: a restart, a gateway leaving) every client it had
+  // drops at once: the first try is spread at random over this many ms, not all at once.
+  const RESTART_SPREAD = 1000;
   // After these, asking again cannot help: the client stops.
   const FINAL_CLOSES = [CLOSE.INVALID_REQUEST, CLOSE.UNAUTHORIZED];
   // The keys a job message adds to the job's state.
@@ -72,6 +75,20 @@
     if (typeof epoch !== "string" || !EPOCH.test(epoch)) return null;
     if (!Number.isSafeInteger(seq) || seq < 0) return null;
     return `${epoch}:${seq}`;
+  }
+
+  /**
+   * The pause before a reconnection, ms: doubling from minBackoff up to maxBackoff, half of it
+   * random (no thundering herd); after a first drop with 1001, anywhere in RESTART_SPREAD.
+   * @param {number} failures failures in a row, this one included (1 or more)
+   * @param {number|undefined} code the close code of the drop (undefined: none opened)
+   * @param {{minBackoff: number, maxBackoff: number}} options
+   * @returns {number}
+   */
+  function reconnectDelay(failures, code, options) {
+    if (failures === 1 && code === CLOSE.GOING_AWAY) return Math.random() * RESTART_SPREAD;
+    const ceiling = Math.min(options.maxBackoff, options.minBackoff * 2 ** failures);
+    return ceiling / 2 + Math.random() * (ceiling / 2);
   }
 
   class ProgressClient {
@@ -197,11 +214,11 @@
           return;
         }
         // 4404: the job does not exist (yet); 1001: the sidecar restarts; 1006: the network.
-        this._failed(opened ? `closed ${event.code}` : "no connection");
+        this._failed(opened ? `closed ${event.code}` : "no connection", event.code);
       };
     }
 
-    _failed(reason) {
+    _failed(reason, code) {
       if (this.polling) return; // a probe while polling: the polls go on
       this.failures += 1;
       if (this.failures >= this.options.failuresBeforePolling) {
@@ -211,8 +228,7 @@
         this._poll();
         return;
       }
-      const ceiling = Math.min(this.options.maxBackoff, this.options.minBackoff * 2 ** this.failures);
-      const delay = ceiling / 2 + Math.random() * (ceiling / 2); // jitter: no thundering herd
+      const delay = reconnectDelay(this.failures, code, this.options);
       this._status("reconnecting");
       this.timer = setTimeout(() => this._connect(), delay);
     }
@@ -256,6 +272,7 @@
   }
 
   ProgressClient.mergePatch = mergePatch;
+  ProgressClient.reconnectDelay = reconnectDelay;
   ProgressClient.MESSAGE = MESSAGE; // the protocol's names, for pages that read the streams
   ProgressClient.CLOSE = CLOSE;
   root.ProgressClient = ProgressClient;

@@ -212,3 +212,29 @@ async def test_the_client_resumes_after_a_drop_and_replaces_the_history(
     logs = await page.evaluate("() => logs")
     assert logs[logged_before] == [[1, 2, 3], True]  # the whole history, as a reset
     assert watched.errors == []
+
+
+async def test_the_browser_client_spreads_a_crowd_that_a_restart_dropped(
+    jobs_root: Path, start_sidecar: StartSidecar, browser: Browser
+) -> None:
+    """The page's pause before reconnecting, drawn many times as each client draws it: after a
+    first drop with 1001, anywhere in a second; otherwise doubling, half of it random."""
+    sidecar = await start_sidecar()
+    page = await browser.new_page()
+    await page.goto(sidecar.url("/static/progress-client.js"))
+    await page.add_script_tag(url=sidecar.url("/static/progress-client.js"))
+    draws = await page.evaluate(
+        """() => {
+        const options = { minBackoff: 250, maxBackoff: 10000 };
+        const draw = (failures, code) =>
+          Array.from({ length: 2000 }, () => ProgressClient.reconnectDelay(failures, code, options));
+        return { restart: draw(1, 1001), dropped: draw(1, 1006), third: draw(3, 1001) };
+    }"""
+    )
+    restart = draws["restart"]
+    assert min(restart) >= 0 and max(restart) <= 1000
+    tenths = [sum(int(p // 100) == t for p in restart) for t in range(10)]
+    assert min(tenths) > 120, tenths
+    assert all(250 <= p <= 500 for p in draws["dropped"])
+    assert all(1000 <= p <= 2000 for p in draws["third"])
+    await page.close()
