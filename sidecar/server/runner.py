@@ -11,8 +11,9 @@ hundred trickling connections then take every descriptor. Here:
   (a client that pipelines requests and never reads would hold it for ever);
 - past ``max_connections`` a new connection is answered 503 and closed at once, so that
   ``accept()`` never runs out of descriptors and the files the sidecar reads still open (asyncio
-  accepts a small batch per turn of the event loop, ``BACKLOG``, since it hands over a batch's
-  worth of connections before the first of them reaches this count; the kernel's queue of
+  accepts a batch per turn of the event loop, ``accept_batch``, and hands over a batch's worth
+  of connections before the first of them reaches this count: the reserve is four batches
+  (``fd_reserve``); the kernel's queue of
   connections not yet accepted, ``LISTEN_QUEUE``, is long, so that a crowd reconnecting at once
   waits there, not in SYN retransmits);
 - a malformed request costs one warning line (no traceback) and a body without its text.
@@ -40,16 +41,18 @@ HEADER_TIMEOUT: Final = 5.0
 WRITE_TIMEOUT: Final = 10.0
 """Seconds a client has to take a whole HTTP response."""
 BACKLOG: Final = 32
-"""The connections asyncio accepts in one go (it takes its listen backlog for that)."""
-LISTEN_QUEUE: Final = 4096
-"""Connections the kernel holds until they are accepted (it caps this at net.core.somaxconn).
-Clients that reconnect together after a restart wait here: past it, the kernel drops their
-handshakes, and each tries again only after 1 s, then 3 s."""
-FD_RESERVE: Final = 4 * BACKLOG + 64
-"""Descriptors kept for what is not a connection: connections accepted but not yet counted or
-refused (asyncio accepts up to ``BACKLOG`` per turn of the event loop, and a refused
-connection's descriptor is closed three turns later), progress and history files, inotify, the
+"""The fewest connections asyncio accepts in one go (it takes its listen backlog for that)."""
+MAX_ACCEPT_BATCH: Final = 1024
+"""The most it accepts in one go, where the open-file limit leaves room (``accept_batch``)."""
+LISTEN_QUEUE: Final = 65535
+"""Connections the kernel holds until they are accepted: as many as net.core.somaxconn allows
+(4,096 by default). Clients that reconnect together after a restart wait here: past it, the
+kernel drops their handshakes, and each tries again only after 1 s, then 3 s."""
+OTHER_FILES: Final = 64
+"""Descriptors for what is not a connection: progress and history files, inotify, the
 listening sockets, threads, the log."""
+FD_RESERVE: Final = 4 * BACKLOG + OTHER_FILES
+"""Descriptors kept from connections at the lowest limits (``fd_reserve``)."""
 HTTP_RESERVE: Final = 16
 """Connections kept for REST and health checks when every WebSocket client is connected."""
 MIN_OPEN_FILES: Final = FD_RESERVE + HTTP_RESERVE + 16
@@ -87,9 +90,23 @@ def open_files_limit() -> int:
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
+def accept_batch(open_files: int) -> int:
+    """The connections asyncio accepts in one go under this open-file limit: a 64th of it,
+    from ``BACKLOG`` to ``MAX_ACCEPT_BATCH``. A crowd of clients is taken from the kernel's
+    queue a batch per turn of the event loop: with 32, 10,000 at once overflowed the queue."""
+    return max(BACKLOG, min(MAX_ACCEPT_BATCH, open_files // 64))
+
+
+def fd_reserve(open_files: int) -> int:
+    """Descriptors kept for what is not a counted connection: connections accepted but not yet
+    counted or refused (asyncio accepts up to ``accept_batch`` per turn of the event loop, and a
+    refused connection's descriptor is closed three turns later), and ``OTHER_FILES``."""
+    return 4 * accept_batch(open_files) + OTHER_FILES
+
+
 def connection_budget(open_files: int) -> int:
     """Connections (WebSocket and HTTP) that ``open_files`` descriptors carry."""
-    return max(open_files - FD_RESERVE, HTTP_RESERVE + 1)
+    return max(open_files - fd_reserve(open_files), HTTP_RESERVE + 1)
 
 
 def clients_that_fit(max_clients: int, open_files: int) -> int:
@@ -168,7 +185,9 @@ class _Server(web.Server):
         super().connection_made(handler, transport)
 
     def __call__(self) -> RequestHandler | _Refusal:  # type: ignore[override]
-        if len(self.connections) + len(self._starting) >= self.max_connections:
+        # aiohttp's ``connections`` copies them all into a list: a crowd of 10,000 made that
+        # 50 million copies. Its dict's length is the same count.
+        if len(self._connections) + len(self._starting) >= self.max_connections:
             if not self.refused:
                 logger.warning(
                     "%d connections open, the most the open-file limit allows; refusing more",

@@ -12,12 +12,13 @@ from aiohttp import web
 from sidecar.server.access import AccessLogger, is_loopback
 from sidecar.server.app import create_app
 from sidecar.server.runner import (
-    BACKLOG,
     MIN_OPEN_FILES,
     SidecarRunner,
+    accept_batch,
     clients_that_fit,
     connection_budget,
     lengthen_listen_queue,
+    open_files_limit,
     raise_open_files_limit,
 )
 from sidecar.server.settings import Settings
@@ -61,11 +62,12 @@ async def serve(settings: Settings) -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     try:
-        site = web.TCPSite(runner, settings.host, settings.port, backlog=BACKLOG)
+        batch = accept_batch(open_files_limit())  # asyncio accepts its backlog at a time
+        site = web.TCPSite(runner, settings.host, settings.port, backlog=batch)
         await site.start()
-        listening = site._server  # aiohttp keeps the asyncio server it made there
-        assert isinstance(listening, asyncio.Server)
-        lengthen_listen_queue(listening.sockets)
+        # aiohttp keeps the server the loop made there (asyncio's or uvloop's: both list their
+        # sockets).
+        lengthen_listen_queue(getattr(site._server, "sockets", None) or ())
         _warn_if_open(settings)  # once listening: a host it cannot listen on is an error only
         host, port = runner.addresses[0][:2]
         shown = f"[{host}]" if ":" in host else host

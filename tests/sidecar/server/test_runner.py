@@ -19,7 +19,9 @@ from sidecar.server.runner import (
     HEADER_TIMEOUT,
     HTTP_RESERVE,
     MIN_OPEN_FILES,
+    accept_batch,
     clients_that_fit,
+    fd_reserve,
 )
 from sidecar.server.settings import Settings
 from tests.conftest import SidecarTestServer, StartSidecar
@@ -77,6 +79,16 @@ async def test_malformed_requests_never_echo_or_log_the_token(tmp_path: Path, le
     assert all(len(line) < 200 for line in malformed), malformed
     if level == "debug":
         assert "/api/jobs?token=*** 200" in log.replace('"', "")  # the access log redacts
+
+
+def test_the_accept_batch_grows_with_the_open_file_limit() -> None:
+    """32 at a time, as before, up to 2,047 descriptors; a 64th of the limit above, at most
+    1,024; the reserve is four batches and the other files."""
+    batches = [accept_batch(n) for n in (256, 1024, 2047, 4096, 20_000, 1 << 20)]
+    assert batches == [32, 32, 32, 64, 312, 1024]
+    assert fd_reserve(1024) == FD_RESERVE == 4 * 32 + 64
+    assert fd_reserve(20_000) == 4 * 312 + 64
+    assert clients_that_fit(20_000, 20_000) == 20_000 - fd_reserve(20_000) - HTTP_RESERVE
 
 
 def test_fitting_the_open_file_limit() -> None:
