@@ -3,7 +3,7 @@
 
     .venv/bin/python scripts/bench.py --all                 # all but --cluster, --intervals, --event-loops: about 5 minutes
     .venv/bin/python scripts/bench.py --latency --idle      # some of them
-    .venv/bin/python scripts/bench.py --cluster             # Redis, nodes, a gateway: about 2.3 minutes
+    .venv/bin/python scripts/bench.py --cluster             # Redis, nodes, a gateway: about 4 minutes
 
 Each prints a table with every figure beside its target, and writes JSON (and the latency CDF
 plot) under bench-results/. docs/benchmarks.md explains the scenarios and holds the latest run.
@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchmarks import bytes as bytes_scenario
 from benchmarks import (
     cluster,
+    dashboards,
     fanout,
     history_flood,
     idle,
@@ -36,6 +37,7 @@ from benchmarks import (
     many_jobs,
     memory,
     startup,
+    viewers,
 )
 from benchmarks.common import machine, run_info
 from benchmarks.plot import latency_cdf
@@ -52,9 +54,11 @@ SCENARIOS = {
     "event_loops": loops,
     "many_jobs": many_jobs,
     "memory": memory,
+    "dashboards": dashboards,
+    "viewers": viewers,
 }
-# redis-server (and the cluster extra); 6 minutes; 4 minutes; 3 minutes.
-NOT_IN_ALL = {"cluster", "intervals", "event_loops", "many_jobs"}
+# redis-server (and the cluster extra); 6 minutes; 4 minutes; 3 minutes; thousands of clients.
+NOT_IN_ALL = {"cluster", "intervals", "event_loops", "many_jobs", "dashboards", "viewers"}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -63,7 +67,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--all",
         action="store_true",
         help="run every scenario but --cluster (it needs redis-server), --intervals (6 min), "
-        "--event-loops (4 min) and --many-jobs (100,000 directories, 3 min)",
+        "--event-loops (4 min), --many-jobs (100,000 directories, 3 min), --dashboards "
+        "(1,000 clients, 3 min) and --viewers (10,000 clients)",
     )
     for name, module in SCENARIOS.items():
         parser.add_argument(
@@ -82,6 +87,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--fanout-writer", metavar="SPEC", help=argparse.SUPPRESS)
     parser.add_argument("--cluster-worker", metavar="SPEC", help=argparse.SUPPRESS)
     parser.add_argument("--many-jobs-probe", metavar="SPEC", help=argparse.SUPPRESS)
+    parser.add_argument("--dashboards-load", metavar="SPEC", help=argparse.SUPPRESS)
+    parser.add_argument("--jobs-writer", metavar="SPEC", help=argparse.SUPPRESS)
+    parser.add_argument("--viewers-load", metavar="SPEC", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.legacy_server:
         asyncio.run(legacy.serve(Path(args.legacy_server)))
@@ -98,13 +106,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.many_jobs_probe:
         many_jobs.probe(args.many_jobs_probe)
         return 0
+    if args.dashboards_load:
+        dashboards.load(args.dashboards_load)
+        return 0
+    if args.jobs_writer:
+        dashboards.writer(args.jobs_writer)
+        return 0
+    if args.viewers_load:
+        viewers.load(args.viewers_load)
+        return 0
     chosen = [
         name for name in SCENARIOS if (args.all and name not in NOT_IN_ALL) or getattr(args, name)
     ]
     if not chosen:
         parser.error(
             "choose scenarios (--latency, --fanout, --idle, --bytes, --startup, --history-flood, "
-            "--intervals, --cluster, --event-loops, --memory, --many-jobs) or --all"
+            "--intervals, --cluster, --event-loops, --memory, --many-jobs, --dashboards, --viewers) or --all"
         )
     args.out.mkdir(parents=True, exist_ok=True)
     print(f"machine: {machine()}\n")
@@ -152,6 +169,8 @@ def _options(name: str, quick: bool) -> dict[str, Any]:
             "settle_seconds": 1,
             "rounds": 1,
         },
+        "dashboards": {"jobs": 100, "dashboards": (10, 100), "seconds": 3},
+        "viewers": {"jobs": 10, "per_job": 20, "seconds": 3, "loads": 2},
         "memory": {"rewrite_count": 10, "history_jobs": 10, "history_lines": 1000},
         "history_flood": {"append_mb": 10, "file_mb": 20, "rounds": 1, "baseline_seconds": 1},
         "intervals": {"plan": ((0.05, 1, 2), (0.5, 2, 3))},
@@ -170,6 +189,11 @@ def _options(name: str, quick: bool) -> dict[str, Any]:
             "workers": 2,
             "seconds": 3,
             "throughput_seconds": 1,
+            "crowd_jobs": 100,
+            "crowd_dashboards": 100,
+            "crowd_viewer_jobs": 10,
+            "crowd_per_job": 20,
+            "crowd_seconds": 3,
         },
     }[name]
 

@@ -131,6 +131,14 @@ def test_cluster_scenario_runs_and_reports_every_figure(tmp_path: Path) -> None:
     # Redis taking changes as fast as the publishers send them is busy.
     assert all(v["redis_cpu_percent"] > 0 for v in throughput["variants"].values())
     assert throughput["at_scale"]["redis_cpu_percent"] == cpu["redis"]
+    crowds = report["crowds"]
+    dashboards, viewers = crowds["dashboards"], crowds["viewers"]
+    assert dashboards["snapshots_held"] == dashboards["dashboards"] == 100
+    assert dashboards["lag_ms"]["n"] > 0 and dashboards["cpu_percent"]["gateway"] > 0
+    assert {"gateway", "redis", "node-n0", "node-n1"} <= set(viewers["peak_rss_mb"])
+    assert viewers["storm"]["snapshots_held"] == viewers["clients"] == 200
+    assert viewers["latency_ms"]["n"] == viewers["deliveries_expected"] > 0
+    assert viewers["final_lost"] == viewers["close_not_1000"] == 0
     for target in report["targets"]:
         assert f"target {target}:" in result.stdout
 
@@ -203,5 +211,129 @@ def test_many_jobs_scenario_runs_and_reports_every_target(tmp_path: Path) -> Non
     }
     assert report["stall_ms"]["quiet"]["probe_requests"] > 0
     assert report["targets"]["every job listed, every page, every snapshot"] == "ok"
+    for target in report["targets"]:
+        assert f"target {target}:" in result.stdout
+
+
+@pytest.fixture
+def benchmarks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """scripts/ on sys.path, as bench.py runs: the benchmarks package importable."""
+    monkeypatch.syspath_prepend(str(BENCH.parent))
+
+
+@pytest.mark.usefixtures("benchmarks")
+def test_dashboards_lag_joins_renames_with_what_a_probe_held() -> None:
+    """A skipped step is as late as the later one that carried it; a rename never held is
+    counted apart; renames outside the window are left out."""
+    lag = importlib.import_module("benchmarks.dashboards.lag")
+    written = {"a": {"1": 10.0, "2": 11.0, "3": 12.0, "4": 13.0}, "b": {"1": 10.5}}
+    renames = lag.in_window(written, 10.9, 13.0)
+    assert renames == {"a": {2: 11.0, 3: 12.0, 4: 13.0}, "b": {}}
+    seen = [[10.01, "a", 1], [11.05, "b", 1], [12.1, "a", 3]]
+    samples, unseen = lag.lag_ms(renames, seen)
+    assert [round(ms) for ms in samples] == [1100, 100]  # step 2 held with 3, at 12.1
+    assert unseen == 1  # step 4
+
+
+@pytest.mark.usefixtures("benchmarks")
+def test_dashboards_probes_parse_steps_and_spread_through_the_connections() -> None:
+    load = importlib.import_module("benchmarks.dashboards.load")
+    assert load.probe_indexes(1000, 4) == {0, 333, 666, 999}
+    assert load.probe_indexes(3, 4) == {0, 1, 2}
+    assert load.probe_indexes(0, 4) == set()
+    messages = [
+        (1.0, b'{"type":"snapshot","seq":1,"jobs":{"a":{"current_step":1},"b":{"status":"x"}}}'),
+        (2.0, b'{"type":"patch","seq":2,"jobs":{"a":{"current_step":2},"b":null}}'),
+    ]
+    assert load.steps_seen(messages) == [[1.0, "a", 1], [2.0, "a", 2]]
+
+
+@pytest.mark.usefixtures("benchmarks")
+def test_gc_pauses_are_read_from_metrics_when_the_sidecar_has_them() -> None:
+    server = importlib.import_module("benchmarks.dashboards.server")
+    text = (
+        "# TYPE sidecar_gc_pause_seconds_total counter\n"
+        'sidecar_gc_pause_seconds_total{generation="0"} 0.25\n'
+        'sidecar_gc_pause_seconds_total{generation="2"} 0.5\n'
+        "sidecar_gc_pause_seconds_max 0.125\n"
+        'sidecar_gc_collections_total{generation="1"} 7.0\n'
+        'sidecar_gc_collections_total{generation="2"} 3.0\n'
+    )
+    assert server.parse_gc_pauses(text) == {"total": 0.75, "max": 0.125, "full": 3.0}
+    assert server.parse_gc_pauses("sidecar_clients 3\n") is None
+    before = {"total": 0.5, "max": 0.1, "full": 1.0}
+    after = {"total": 0.75, "max": 0.125, "full": 3.0}
+    assert server.gc_increase(before, after) == {
+        "pause_seconds": 0.25,
+        "full_collections": 2.0,
+        "max_pause_seconds": 0.125,
+    }
+    assert server.gc_increase(None, after) is None
+
+
+@pytest.mark.usefixtures("benchmarks")
+def test_kernel_counters_are_paired_by_group_and_diffed() -> None:
+    kernel = importlib.import_module("benchmarks.viewers.kernel")
+    text = (
+        "TcpExt: SyncookiesSent ListenOverflows ListenDrops\n"
+        "TcpExt: 1 20 21\n"
+        "IpExt: InNoRoutes\n"
+        "IpExt: 0\n"
+    )
+    before = kernel.parse_counters(text)
+    assert before == {
+        "TcpExt.SyncookiesSent": 1,
+        "TcpExt.ListenOverflows": 20,
+        "TcpExt.ListenDrops": 21,
+        "IpExt.InNoRoutes": 0,
+    }
+    after = {**before, "TcpExt.ListenOverflows": 25, "TcpExt.ListenDrops": 26}
+    assert kernel.counters_between(before, after) == {
+        "TcpExt.ListenOverflows": 5,
+        "TcpExt.ListenDrops": 5,
+        "TcpExt.SyncookiesSent": 0,
+    }
+    assert "Tcp.PassiveOpens" in kernel.read_counters()  # this machine's own, on Linux
+
+
+@pytest.mark.timeout(180)
+def test_dashboards_scenario_reports_every_phase_and_target(tmp_path: Path) -> None:
+    """100 jobs written at 1 Hz each, 10 then 100 picows dashboards: every one holds its
+    snapshot, the probes see the steps, and every figure is there."""
+    result = run_quick("dashboards", tmp_path, timeout=160)
+    report = json.loads((tmp_path / "dashboards.json").read_text())
+    assert report["commit"] and report["load"].startswith("picows")
+    assert list(report["phases"]) == ["10 dashboards", "100 dashboards"]
+    for name, phase in report["phases"].items():
+        count = phase["dashboards"]
+        assert phase["snapshots_held"] == count and phase["connect_seconds"] > 0, name
+        assert phase["connect_errors"] == phase["dropped"] == 0, name
+        assert phase["probes"] == min(count, 8), name  # 4 in each of 2 load processes
+        # Each probe holds every job's step written in the 3-s window, at 1 Hz: 100 jobs.
+        lag = phase["lag_ms"]
+        assert lag["n"] >= phase["probes"] * 100 * 2 and lag["p50"] > 0, name
+        assert phase["messages_per_second"]["min"] > 0, name
+        assert phase["cpu_percent"]["sidecar"] > 0 and phase["peak_rss_mb"]["sidecar"] > 0, name
+        assert 80 <= phase["writer"]["writes_per_second"] <= 120, name
+    assert "lag p50 ms" in result.stdout
+    for target in report["targets"]:
+        assert f"target {target}:" in result.stdout
+
+
+@pytest.mark.timeout(180)
+def test_viewers_scenario_storms_then_delivers_every_step(tmp_path: Path) -> None:
+    """10 jobs x 20 picows clients connecting at once: every client holds its snapshot, every
+    rename of the window reaches every client, every job's end too."""
+    result = run_quick("viewers", tmp_path, timeout=160)
+    report = json.loads((tmp_path / "viewers.json").read_text())
+    assert report["commit"] and report["clients"] == 200
+    storm = report["storm"]
+    assert storm["snapshots_held"] == 200 and storm["failures"] == 0
+    assert storm["all_snapshots_seconds"] > 0 and storm["handshake_ms"]["n"] == 200
+    assert storm["kernel"]["Tcp.PassiveOpens"] >= 200  # the namespace's: others may add
+    assert report["latency_ms"]["n"] == report["deliveries_expected"] > 200 * 3
+    assert report["final_lost"] == report["close_not_1000"] == 0
+    assert report["peak_rss_mb"]["sidecar"] > 0
+    assert "kernel during the storm" in result.stdout
     for target in report["targets"]:
         assert f"target {target}:" in result.stdout

@@ -1,4 +1,4 @@
-"""Cluster: node sidecars and a gateway over one redis-server; added latency, 1,000 clients, a Redis restart, Redis' throughput.
+"""Cluster: node sidecars and a gateway over one redis-server; added latency, 1,000 clients, a Redis restart, Redis' throughput, crowds on the gateway.
 
 Every part is a real process: a redis-server (no persistence; its default user has a
 password), sidecars on it (nodes, each with a jobs root of its own; a gateway without one), each
@@ -21,9 +21,13 @@ holds that step or a later one (a coalesced state is as late as the one that rep
 4. Redis alone: changes/s that one redis-server takes from redis-py publishers writing what a
    node writes for a change (XADD to its stream, HSET of its jobs hash, 2 EXPIRE, in
    MULTI/EXEC), as a node's ACL user each, with the real message size.
+5. Crowds on the gateway, each on a cluster of its own: 100 dashboards on its /ws/jobs while
+   1,000 jobs split over the nodes are rewritten once a second each, then 10,000 clients of
+   /ws/training on it (100 jobs) connecting at once; measured by the dashboards and viewers
+   scenarios' code (picows load processes, their writer).
 
 The modules: processes (Redis, sidecars, load workers), load (the workers), measure, one per
-part (added_latency, scale, recovery, throughput), scenario (``run``) and report.
+part (added_latency, scale, recovery, throughput, crowds), scenario (``run``) and report.
 """
 
 from benchmarks.cluster.load import worker

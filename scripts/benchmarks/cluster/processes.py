@@ -34,7 +34,7 @@ if TYPE_CHECKING:  # Redis' client is the cluster extra's: imported when the sce
 # Every load client connects from 127.0.0.1, many to one job: lift the per-job, per-address
 # and total limits (defaults 10, 5 and 1,000) out of the way.
 LIMITS = ("--max-clients-per-job", "10000", "--max-clients-per-address", "10000")
-LIMITS += ("--max-clients", "10000")
+LIMITS += ("--max-clients", "12000")
 REDIS_MISSING = "--cluster needs redis-server (apt-get install redis-server)"
 
 

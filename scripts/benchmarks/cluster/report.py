@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from benchmarks.common import table
+from benchmarks.dashboards import phase_table
+from benchmarks.viewers import viewers_lines
 
 
 def report(result: dict[str, Any]) -> str:
@@ -67,12 +69,28 @@ def report(result: dict[str, Any]) -> str:
     lines.append(
         table(["publishing", "changes/s", "Redis CPU %", "us/change", "changes/s per core"], rows)
     )
+    lines += _crowds(result["crowds"])
     for name, log in result["logs"].items():
         if log["unexpected"]:
             lines.append(f"{name}: {log['unexpected']} unexpected log lines, e.g.")
             lines += [f"  {line}" for line in log["unexpected_lines"][:3]]
     lines += [f"target {t}: {v}" for t, v in result["targets"].items()]
     return "\n".join(lines)
+
+
+def _crowds(crowds: dict[str, Any]) -> list[str]:
+    """Part 5: the dashboards' table and the viewers', measured on the gateway."""
+    d, v = crowds["dashboards"], crowds["viewers"]
+    title = f"\ndashboards via gateway, {d['jobs']:,} jobs over {d['nodes']} nodes at 1 Hz"
+    lines = [phase_table({f"{d['dashboards']} dashboards": d}, title, server="gateway")]
+    for name, part in (("dashboards", d), ("viewers", v)):
+        lines.append(
+            f"{name} via gateway, CPU (% of a core): "
+            + ", ".join(f"{k} {x:.1f}" for k, x in part["cpu_percent"].items())
+        )
+    lines.append(f"\nviewers via gateway, {v['nodes']} nodes:")
+    lines += viewers_lines(v, server="gateway")
+    return lines
 
 
 def _s(seconds: float | None) -> str:

@@ -8,11 +8,14 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.cluster.added_latency import added_latency
+from benchmarks.cluster.crowds import gateway_crowds
 from benchmarks.cluster.measure import log_lines
 from benchmarks.cluster.processes import LIMITS, Sidecar, redis_version
 from benchmarks.cluster.scale import scale_and_recovery
 from benchmarks.cluster.throughput import redis_throughput
 from benchmarks.common import verdict
+from benchmarks.dashboards import targets as dashboards_targets
+from benchmarks.viewers import targets as viewers_targets
 
 ADDED_P99_TARGET_MS = 10.0
 
@@ -27,9 +30,14 @@ async def run(
     rate: float = 2,
     seconds: float = 25,
     throughput_seconds: float = 10,
+    crowd_jobs: int = 1000,
+    crowd_dashboards: int = 100,
+    crowd_viewer_jobs: int = 100,
+    crowd_per_job: int = 100,
+    crowd_seconds: float = 20,
     keep_logs: Path | None = None,
 ) -> dict[str, Any]:
-    """The four parts in turn; ``keep_logs``: a folder where every sidecar's log is kept."""
+    """The five parts in turn; ``keep_logs``: a folder where every sidecar's log is kept."""
     logs: list[Sidecar] = []
     with tempfile.TemporaryDirectory() as name:
         tmp = Path(name)
@@ -37,6 +45,10 @@ async def run(
         scale, recovery, message = await scale_and_recovery(
             tmp, logs, nodes=nodes, jobs_per_node=jobs_per_node, clients=clients,
             workers=workers, rate=rate, seconds=seconds,
+        )  # fmt: skip
+        crowds = await gateway_crowds(
+            tmp, logs, nodes=nodes, dashboard_jobs=crowd_jobs, dashboards=crowd_dashboards,
+            viewer_jobs=crowd_viewer_jobs, per_job=crowd_per_job, seconds=crowd_seconds,
         )  # fmt: skip
         throughput = await redis_throughput(
             tmp,
@@ -73,6 +85,14 @@ async def run(
             "rate_hz": rate,
             "seconds": seconds,
             "throughput_seconds": throughput_seconds,
+            "crowds": {
+                "dashboard_jobs": crowd_jobs,
+                "dashboards": crowd_dashboards,
+                "viewer_jobs": crowd_viewer_jobs,
+                "viewers_per_job": crowd_per_job,
+                "seconds": crowd_seconds,
+                "writes_per_second": "each job once a second",
+            },
             "sidecar_args": ["--log-level", "info", *LIMITS],
             "redis_users": (
                 "every sidecar and load worker an ACL user of its own (progress-sidecar "
@@ -84,6 +104,7 @@ async def run(
         "scale": scale,
         "recovery": recovery,
         "redis_throughput": throughput,
+        "crowds": crowds,
         "logs": log_report,
         "targets": {
             f"added p99 (gateway - node) at {first['rate_hz']:g} Hz <= {ADDED_P99_TARGET_MS:g} ms": verdict(
@@ -106,5 +127,7 @@ async def run(
                 0,
             ),
             "sidecar logs: no unexpected warning or error": verdict(unexpected, 0),
+            **dashboards_targets({"gateway": crowds["dashboards"]}, via=" via gateway"),
+            **viewers_targets(crowds["viewers"], via=" via gateway", server="gateway"),
         },
     }
