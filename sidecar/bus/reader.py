@@ -27,6 +27,7 @@ from sidecar.bus.history_follow import HistoryFollower
 from sidecar.bus.link import FAILURES, READING, Link, stop_if_cancelled
 from sidecar.bus.nodes import NodeTable
 from sidecar.bus.rate_log import Drops, RateLimitedLog
+from sidecar.bus.replies import latest_states
 from sidecar.core.backoff import Backoff
 from sidecar.core.events import GuardedSink, JobGone, JobPublished
 from sidecar.core.hub import JobHub
@@ -252,11 +253,21 @@ class Reader:
             pace = _Pace()
             for stream, entries in reply or ():
                 node = keys.node_of(stream, keys.CHANGES)
+                if node is None:
+                    continue
+                messages = []
                 for entry_id, fields in entries:
-                    if node is None or node not in self.nodes:
+                    if node not in self.nodes:
                         break  # forgotten meanwhile
                     self.nodes.read[node] = entry_id
-                    self._receive(node, fields.get(keys.FIELD))
+                    data = fields.get(keys.FIELD)
+                    if (message := self._decode(node, data)) is not None:
+                        messages.append((message, len(data or b"")))
+                    await pace()
+                for message, size in latest_states(messages):
+                    if node not in self.nodes:
+                        break
+                    self._take(node, message, size)
                     await pace()  # a long reply: behind (LAG) until the next read comes back
 
     def _came_back(self) -> None:
@@ -285,23 +296,27 @@ class Reader:
                 self.nodes.forget(node)
                 self.discovery.set_aside(node)
 
-    def _receive(self, node: str, data: bytes | None) -> None:
+    def _decode(self, node: str, data: bytes | None) -> wire.Message | None:
+        """A stream entry's message; None when it is dropped, or says the node stopped."""
         if data is None:
             self.drops(node, "a stream entry without its field")
-            return
+            return None
         try:
             message = decoder.decode(data, node, self.limits)
         except wire.BadMessage as e:
             self.drops(node, e)
-            return
+            return None
         if isinstance(message, wire.Leave):
             self._log(logging.INFO, "node %s: its sidecar stopped", node)
-            return
+            return None
         self.nodes.heard_from(node)
+        return message
+
+    def _take(self, node: str, message: wire.Message, size: int) -> None:
         if isinstance(message, JobGone):
             self._gone(message)
         elif isinstance(message, JobPublished):
-            if self.nodes.take_job(node, message.job_id, len(data)):
+            if self.nodes.take_job(node, message.job_id, size):
                 self.sink(message)
         elif isinstance(message, wire.History):
             self.histories.take(message)

@@ -201,7 +201,7 @@ async def injected_part(
 @pytest.mark.parametrize(
     ("part", "target"),
     [
-        ("bus-reader", (Reader, "_receive")),
+        ("bus-reader", (Reader, "_take")),
         ("bus-publisher", (wire, "state_message")),
         ("bus-announcer", (wire, "heartbeat_message")),
         ("bus-node-watch", (Link, "reading")),
