@@ -330,17 +330,14 @@ class JobHub:
 
     def join_list(self, *, address: str | None = None) -> ListViewer:
         """A dashboard of the jobs list (``list_feed``), from ``address`` (the list counts as
-        one more job against ``max_clients_per_address``). Leave with ``leave_list``.
-
-        Raises:
-            TooManyClients: a client limit is reached.
-        """
+        one more job against ``max_clients_per_address``); raises ``TooManyClients``."""
         self.limits.admit_watcher(address)
         viewer = ListViewer(address)
         self.list_feed.viewers.add(viewer)
         return viewer
 
     def leave_list(self, viewer: ListViewer) -> None:
+        """The dashboard went (again: nothing)."""
         if viewer in self.list_feed.viewers:
             self.list_feed.viewers.remove(viewer)
             self.limits.released(watcher=True, watcher_address=viewer.address)

@@ -91,6 +91,8 @@ class ListFeed:
         """The jobs that changed since the last tick (the hub adds to it)."""
         self.folding = False
         """A tick is under way: what it folds in is not yet in ``listed``."""
+        self.ticks = 0
+        """Ticks over so far (each ends with ``tick_over``, whether it made a message or not)."""
         self.viewers: set[ListViewer] = set()
         self._kept: collections.deque[ListMessage] = collections.deque()
         self._kept_bytes = 0
@@ -105,6 +107,7 @@ class ListFeed:
         the list to be up to date before their snapshot may go on, even when it made no
         message."""
         self.folding = False
+        self.ticks += 1
         for viewer in self.viewers:
             if viewer.seq is None:
                 viewer.wake()

@@ -132,7 +132,7 @@ async def _background_tasks(app: web.Application) -> AsyncIterator[None]:
     watcher, bus, tasks = app.get(WATCHER), app.get(BUS), app[SUPERVISOR]
     tasks.start("close-pacer", app[CLOSES].run)
     tasks.start("history-release", lambda: run_history_release(app[HUB]))
-    tasks.start("jobs-list", lambda: run_jobs_feed(app[HUB]))
+    tasks.start("jobs-list", lambda: run_jobs_feed(app[HUB], app[LIST_SNAPSHOTS]))
     if watcher is not None:
         stall_after = app[SETTINGS].stall_after
         tasks.start("watcher", watcher.run)

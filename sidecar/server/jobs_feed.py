@@ -34,17 +34,27 @@ per file write."""
 _NULL: Final = b"null"
 
 
-async def run_jobs_feed(hub: JobHub) -> None:
+async def run_jobs_feed(hub: JobHub, snapshots: ListSnapshots) -> None:
     """Tick the jobs list for ever (a supervised task)."""
     feed = hub.list_feed
+    loop = asyncio.get_running_loop()
     while True:
         changed = await feed.changes.take()
+        began = loop.time()
         feed.folding = True
         try:
             await _tick(hub, feed, changed)
+        except BaseException:
+            # Folded again by the task's next run (once restarted): a job whose summary did
+            # not change is passed over, and none is left out of date.
+            feed.changes.changed |= changed
+            feed.changes.wake.set()
+            raise
         finally:
             feed.tick_over()
-        await asyncio.sleep(MIN_INTERVAL)
+            snapshots.let_go_of_older()
+        # From the tick's start: its own work does not slow the list down.
+        await asyncio.sleep(max(0.0, began + MIN_INTERVAL - loop.time()))
 
 
 async def _tick(hub: JobHub, feed: ListFeed, changed: Iterable[str]) -> None:
@@ -131,14 +141,19 @@ class ListSnapshots:
     async def get(self) -> ListMessage:
         feed = self._hub.list_feed
         if self._made is None or self._made[0] != feed.seq:
-            self._made = (feed.seq, asyncio.ensure_future(self._make()))
+            # The list as of now, copied: it moves on while the snapshot is made.
+            making = self._make(feed.seq, dict(feed.listed))
+            self._made = (feed.seq, asyncio.ensure_future(making))
         # shielded: a dashboard that leaves while it is made must not cancel it for the others
         return await asyncio.shield(self._made[1])
 
-    async def _make(self) -> ListMessage:
-        """Every job's summary as of the list's ``seq``, in the hub's order of ids."""
-        feed = self._hub.list_feed
-        seq, listed = feed.seq, dict(feed.listed)  # the list moves on meanwhile
+    def let_go_of_older(self) -> None:
+        """Forget a snapshot of a ``seq`` the list has left (16 MB for 100,000 jobs)."""
+        if self._made is not None and self._made[0] != self._hub.list_feed.seq:
+            self._made = None
+
+    async def _make(self, seq: int, listed: dict[str, bytes]) -> ListMessage:
+        """Every job's summary in ``listed``, the list as of ``seq``, in the hub's order."""
         chunks: list[bytes] = []
         pieces: list[bytes] = []
         first = True

@@ -49,8 +49,8 @@ async def _follow(client: ClientSocket, hub: JobHub, viewer: ListViewer) -> None
         sent["jobs_patch"] += 1
         return True
 
-    came_at = feed.seq
-    while not feed.up_to_date and feed.seq == came_at:  # what changed before it came
+    came_at = feed.ticks
+    while not feed.up_to_date and feed.ticks == came_at:  # what changed before it came
         await viewer.wait()
         if client.gone:
             return

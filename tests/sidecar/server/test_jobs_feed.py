@@ -13,7 +13,7 @@ import pytest
 
 from sidecar.core.patch import apply_merge_patch
 from sidecar.server import jobs_feed
-from sidecar.server.keys import HUB
+from sidecar.server.keys import HUB, SUPERVISOR
 from tests.conftest import Sidecar, StartSidecar
 from tests.helpers import silent_client, wait_for, write_atomic
 from tests.sidecar.server.test_metrics import scrape
@@ -149,3 +149,34 @@ async def test_a_dashboard_that_fell_behind_is_brought_back_by_a_snapshot(
     assert kinds[0] == "snapshot" and "snapshot" in kinds[1:], kinds
     assert jobs == await listing(sidecar)
     writer.close()
+
+
+async def test_a_tick_that_fails_leaves_no_job_out_of_date(
+    jobs_root: Path, start_sidecar: StartSidecar, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The task is started again, and folds the jobs of the failed tick with the next: every
+    dashboard's list, and the snapshot of one that comes after, are the sidecar's."""
+    file = jobs_root / "a" / "progress.json"
+    write_atomic(file, {"status": "running", "current_step": 0})
+    sidecar = await start_sidecar()
+    async with sidecar.session.ws_connect(list_url(sidecar)) as ws:
+        jobs: dict[str, Any] = (await ws.receive_json(timeout=5))["jobs"]
+        merge_patch = jobs_feed.merge_patch
+        failed: list[bool] = []
+
+        def failing_once(before: Any, now: Any) -> Any:
+            if not failed:
+                failed.append(True)
+                raise RuntimeError("a tick's fault")
+            return merge_patch(before, now)
+
+        monkeypatch.setattr(jobs_feed, "merge_patch", failing_once)
+        write_atomic(file, {"status": "running", "current_step": 7})
+        while jobs["a"].get("current_step") != 7:
+            jobs = apply_merge_patch(jobs, (await ws.receive_json(timeout=10))["jobs"])
+        assert failed
+        assert jobs == await listing(sidecar)
+    async with sidecar.session.ws_connect(list_url(sidecar)) as later:
+        snapshot = await later.receive_json(timeout=5)
+        assert snapshot["jobs"] == await listing(sidecar)
+    assert sidecar.app[SUPERVISOR].restarts["jobs-list"] == 1
