@@ -19,6 +19,7 @@ from benchmarks.dashboards.workers import expect, kill_all, spawn, tell
 from benchmarks.dashboards.writer import start_writer, stop_writer
 from benchmarks.viewers.kernel import counters_between, read_counters
 from benchmarks.viewers.load import STORM_TIMEOUT
+from benchmarks.viewers.server_side import event_to_send, share_under
 
 LOADS = 4
 END_GRACE = 30.0
@@ -71,9 +72,11 @@ async def measure_viewers(
         load_meters = [CpuMeter(p.pid) for p in processes]
         writer_meter = CpuMeter(writer.pid)
         gc_stormed = await gc_pauses(url)
+        sends_before = await event_to_send(url)
         began = time.time()
         await asyncio.sleep(window)
         gc_window = await gc_pauses(url)
+        sends = share_under(sends_before, await event_to_send(url))
         cpu = {name: meter.percent() for name, meter in meters.items()}
         cpu["load"] = sum(m.percent() for m in load_meters)
         cpu["writer"] = writer_meter.percent()
@@ -88,6 +91,7 @@ async def measure_viewers(
         "storm": storm,
         **_window(written, results, began),
         "window_seconds": window,
+        "server_event_to_send": sends,
         "gc": {
             "storm": gc_increase(gc_before, gc_stormed),
             "window": gc_increase(gc_stormed, gc_window),
