@@ -337,3 +337,17 @@ def test_viewers_scenario_storms_then_delivers_every_step(tmp_path: Path) -> Non
     assert "kernel during the storm" in result.stdout
     for target in report["targets"]:
         assert f"target {target}:" in result.stdout
+
+
+@pytest.mark.usefixtures("benchmarks")
+def test_the_servers_share_is_diffed_over_the_window() -> None:
+    server_side = importlib.import_module("benchmarks.viewers.server_side")
+    before = {"0.01": 5.0, "0.05": 9.0, "+Inf": 10.0, "count": 10.0}
+    after = {"0.01": 15.0, "0.05": 29.0, "+Inf": 30.0, "count": 30.0}
+    assert server_side.share_under(before, after) == {
+        "sends": 20.0,
+        "under_10_ms": 0.5,
+        "under_50_ms": 1.0,
+    }
+    assert server_side.share_under(after, after) is None
+    assert server_side.share_under(None, after) is None

@@ -62,9 +62,7 @@ async def _tick(hub: JobHub, feed: ListFeed, changed: Iterable[str]) -> None:
     follows the list: the values alone are folded in)."""
     for_viewers = bool(feed.viewers)
     values: dict[str, bytes | None] = {}
-    chunks: list[bytes] = []
-    pieces: list[bytes] = []
-    first = True
+    members = _Members()
     slices = Slices()
     await slices.start()
     try:
@@ -75,21 +73,18 @@ async def _tick(hub: JobHub, feed: ListFeed, changed: Iterable[str]) -> None:
                 continue
             values[job_id] = now
             if for_viewers and (member := _member(before, now)) is not None:
-                pieces += (_key(job_id, first=first), member)
-                first = False
+                members.add(job_id, member)
             if slices.due():
-                chunks.append(b"".join(pieces))
-                pieces = []
+                members.cut()
                 await slices.pause()
     finally:
         slices.stop()
-    chunks.append(b"".join(pieces))
     if not values:
         return
     if not for_viewers:
         feed.advance(values, None)
-    elif not first:
-        feed.advance(values, _list_message(PATCH, feed.seq + 1, chunks))
+    elif members.count:
+        feed.advance(values, _list_message(PATCH, feed.seq + 1, members.chunks()))
     else:  # only new bytes of the same summaries: nothing to say
         feed.listed.update((k, v) for k, v in values.items() if v is not None)
 
@@ -108,12 +103,30 @@ def _member(before: bytes | None, now: bytes | None) -> bytes | None:
     return encode(diff) if diff else None
 
 
-def _key(job_id: str, *, first: bool) -> bytes:
-    """``"job_id":`` (after a comma unless ``first``)."""
-    # Every id in the hub passed the job id rule where it came in (files/layout, bus/wire): it
-    # has nothing to escape, and is quoted as it is, 7 times faster than json's encoder.
-    key = b'"%s":' % job_id.encode()
-    return key if first else b"," + key
+class _Members:
+    """The members of a list message's ``jobs`` map (``"id":value``, comma-separated), joined
+    into a chunk for each slice of the work that makes them."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._chunks: list[bytes] = []
+        self._pieces: list[bytes] = []
+
+    def add(self, job_id: str, value: bytes) -> None:
+        # Every id in the hub passed the job id rule where it came in (files/layout, bus/wire):
+        # it has nothing to escape, and is quoted as it is, 7 times faster than json's encoder.
+        key = b'"%s":' % job_id.encode()
+        self._pieces += (key if not self.count else b"," + key, value)
+        self.count += 1
+
+    def cut(self) -> None:
+        """End a chunk: the slice is over."""
+        self._chunks.append(b"".join(self._pieces))
+        self._pieces = []
+
+    def chunks(self) -> list[bytes]:
+        self.cut()
+        return self._chunks
 
 
 def _list_message(kind: MessageType, seq: int, chunks: list[bytes]) -> ListMessage:
@@ -154,28 +167,22 @@ class ListSnapshots:
 
     async def _make(self, seq: int, listed: dict[str, bytes]) -> ListMessage:
         """Every job's summary in ``listed``, the list as of ``seq``, in the hub's order."""
-        chunks: list[bytes] = []
-        pieces: list[bytes] = []
-        first = True
+        members = _Members()
         slices = Slices()
         await slices.start()
         try:
             for job_id in self._hub.job_ids():
                 if (summary := listed.pop(job_id, None)) is not None:
-                    pieces += (_key(job_id, first=first), summary)
-                    first = False
+                    members.add(job_id, summary)
                 if slices.due():
-                    chunks.append(b"".join(pieces))
-                    pieces = []
+                    members.cut()
                     await slices.pause()
         finally:
             slices.stop()
         # Jobs gone from the hub since the list's last tick: still in the list.
         for job_id, summary in listed.items():
-            pieces += (_key(job_id, first=first), summary)
-            first = False
-        chunks.append(b"".join(pieces))
-        return _list_message(SNAPSHOT, seq, chunks)
+            members.add(job_id, summary)
+        return _list_message(SNAPSHOT, seq, members.chunks())
 
 
 LIST_SNAPSHOTS = web.AppKey("list_snapshots", ListSnapshots)

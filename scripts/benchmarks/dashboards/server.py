@@ -62,18 +62,22 @@ async def wait_listed(url: str, count: int, timeout: float = 60) -> None:
             await asyncio.sleep(0.1)
 
 
-async def gc_pauses(url: str) -> dict[str, float] | None:
-    """The sidecar's GC pause counters (seconds in all, longest pause); None when its
-    ``/metrics`` has none."""
+async def metrics_text(url: str) -> str:
+    """The server's ``/metrics``, as text ("" when it does not answer it)."""
     try:
         async with (
             aiohttp.ClientSession() as session,
             session.get(f"{url}/metrics", timeout=aiohttp.ClientTimeout(total=10)) as response,
         ):
-            text = await response.text() if response.status == 200 else ""
+            return await response.text() if response.status == 200 else ""
     except (aiohttp.ClientError, TimeoutError):
-        return None
-    return parse_gc_pauses(text)
+        return ""
+
+
+async def gc_pauses(url: str) -> dict[str, float] | None:
+    """The sidecar's GC pause counters (seconds in all, longest pause); None when its
+    ``/metrics`` has none."""
+    return parse_gc_pauses(await metrics_text(url))
 
 
 def parse_gc_pauses(text: str) -> dict[str, float] | None:

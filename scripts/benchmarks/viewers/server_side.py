@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import aiohttp
+from benchmarks.dashboards.server import metrics_text
 
 HISTOGRAM = "sidecar_event_to_send_seconds"
 
@@ -14,14 +14,7 @@ HISTOGRAM = "sidecar_event_to_send_seconds"
 async def event_to_send(url: str) -> dict[str, float] | None:
     """The histogram's cumulative buckets (by upper bound, in seconds) and ``count``; None when
     ``/metrics`` has none."""
-    try:
-        async with (
-            aiohttp.ClientSession() as session,
-            session.get(f"{url}/metrics", timeout=aiohttp.ClientTimeout(total=10)) as response,
-        ):
-            text = await response.text() if response.status == 200 else ""
-    except (aiohttp.ClientError, TimeoutError):
-        return None
+    text = await metrics_text(url)
     found: dict[str, float] = {}
     for line in text.splitlines():
         if line.startswith(f"{HISTOGRAM}_bucket"):
