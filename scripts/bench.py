@@ -62,7 +62,7 @@ NOT_IN_ALL = {"cluster", "intervals", "event_loops", "many_jobs", "dashboards", 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], allow_abbrev=False)
     parser.add_argument(
         "--all",
         action="store_true",
