@@ -110,14 +110,18 @@ async def test_a_listing_of_every_job_holds_no_other_client_up(
     assert isinstance(port, int)
     with LoopHolds() as loop:
         async with health_probe(host, port) as trips:
+            began = time.monotonic()
             async with sidecar.session.get(sidecar.url("/api/jobs")) as response:
                 listing = await response.read()
             snapshots = await asyncio.gather(*(snapshot(sidecar) for _ in range(3)))
-            answered = len(trips)
+            answered, took = len(trips), time.monotonic() - began
     holds = sorted(loop.holds)
     assert holds[-1] < HOLD_LIMIT, f"the event loop was held {holds[-1] * 1000:.0f} ms"
     # In this process, the probe's thread also waits for the interpreter lock: twice the limit.
-    assert answered >= 5 and statistics.median(trips) < 2 * HOLD_LIMIT, (
+    # It is answered all along: once every 2 limits at least (the three snapshots are made once
+    # for the three dashboards, so the work may be short: its length is not the point).
+    assert answered >= max(1, took / (2 * HOLD_LIMIT)), f"{answered} answers in {took:.2f} s"
+    assert statistics.median(trips) < 2 * HOLD_LIMIT, (
         f"{answered} health checks, {statistics.median(trips) * 1000:.0f} ms at the median, "
         f"{max(trips) * 1000:.0f} ms at worst"
     )
