@@ -215,6 +215,12 @@ async def follow_job(
                         streamed = True
                         yield state
                         if state.get("complete") is True:
+                            # A finished job's history comes after its final state: on_log
+                            # has it before the end.
+                            while point.log_due and isinstance(
+                                message := await _read_message(ws), dict
+                            ):
+                                point.take(message)
                             return
                     reason = message
                     code = ws.close_code

@@ -42,6 +42,11 @@ class ResumePoint:
         self._logged = False  # on_log has been called
         self._first_state = self._first_log = True  # the connection's first messages
 
+    @property
+    def log_due(self) -> bool:
+        """Whether this connection's history (its first ``log``) is still to come."""
+        return self._on_log is not None and self._first_log
+
     def connected(self) -> None:
         """A new connection opened: its first messages start over."""
         self._first_state = self._first_log = True

@@ -13,7 +13,8 @@
  * jitter, resuming each time from the last state it had (?since=EPOCH:SEQ: the sidecar answers
  * with one patch from that state, or with a fresh snapshot when it no longer knows it), falls
  * back to polling GET /api/jobs/{id} after repeated WebSocket failures (trying the WebSocket
- * again now and then), and stops once the job is complete. The first onLog of each
+ * again now and then), and stops once the job is complete (with onLog, once the history that
+ * follows a finished job's state came). The first onLog of each
  * reconnection has the whole history again, with reset true. Protocol: docs/protocol.md.
  */
 (function (root) {
@@ -171,6 +172,12 @@
       let opened = false;
       let firstState = true; // this connection's first state and first log are still to come
       let firstLog = true;
+      // The job ended, and this connection's history is still to come: the end waits for it.
+      let endAfterLog = false;
+      const end = () => {
+        this._complete();
+        ws.close(1000);
+      };
       ws.onopen = () => {
         opened = true;
       };
@@ -185,6 +192,7 @@
             this.logged = true;
             this.options.onLog(message.entries, reset);
           }
+          if (endAfterLog) end();
           return;
         }
         this.failures = 0;
@@ -199,9 +207,10 @@
         this._emit();
         if (this.state.complete) {
           // The final state is here: end now, not when the server's close comes (the server
-          // paces the closes that follow jobs' ends, so that one may wait a second or two).
-          this._complete();
-          ws.close(1000);
+          // paces the closes that follow jobs' ends, so that one may wait a second or two);
+          // but a finished job's history comes after its state: its chart needs it first.
+          if (this.options.onLog && firstLog) endAfterLog = true;
+          else end();
         }
       };
       ws.onclose = (event) => {

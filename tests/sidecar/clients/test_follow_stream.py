@@ -39,6 +39,25 @@ async def test_follow_to_completion_with_history(
     assert logs[0] == ([{"step": 1, "loss": 2.0}], False)
 
 
+@pytest.mark.parametrize("status", ["completed", "failed", "cancelled"])
+async def test_follow_a_finished_job_gives_its_history_before_the_end(
+    jobs_root: Path, start_sidecar: StartSidecar, status: str
+) -> None:
+    """A finished job's state comes first, then its history: on_log has it before the end
+    (the client ended on the final state, and the history was lost)."""
+    job = jobs_root / "done"
+    write_atomic(job / "progress.json", {"status": status, "current_step": 2})
+    (job / "metrics.jsonl").write_text('{"step": 1, "loss": 2.0}\n{"step": 2, "loss": 1.0}\n')
+    sidecar = await start_sidecar()
+    logs: list[list[Any]] = []
+    states = [
+        state
+        async for state in follow_job(sidecar.url("/"), "done", on_log=lambda e, r: logs.append(e))
+    ]
+    assert [s["status"] for s in states] == [status]
+    assert logs == [[{"step": 1, "loss": 2.0}, {"step": 2, "loss": 1.0}]]
+
+
 async def test_follow_reconnects_across_a_sidecar_restart(jobs_root: Path) -> None:
     file = jobs_root / "j" / "progress.json"
     write_atomic(file, {"status": "running", "current_step": 1})

@@ -262,3 +262,29 @@ async def test_dashboard_of_a_gateway_whose_bus_is_down_says_why(
     finally:
         log = await stop_sidecar(process)
     assert "Traceback" not in log
+
+
+async def test_dashboard_draws_the_whole_curve_of_a_finished_job(
+    jobs_root: Path, start_sidecar: StartSidecar, browser: Browser
+) -> None:
+    """Completed, failed and cancelled alike, opened by URL or from the list: the chart holds
+    the job's history (the browser client ended on the final state, before the history that
+    follows it came: the chart was empty)."""
+    for job, status in (("ok", "completed"), ("f", "failed"), ("c", "cancelled")):
+        write_atomic(jobs_root / job / "progress.json", {"status": status, "progress": 30})
+        append_metrics(jobs_root / job, *({"step": s, "loss": 3.0 / s} for s in (10, 20, 30)))
+    sidecar = await start_sidecar()
+    values = "#chart .u-legend .u-value"
+    for job in ("ok", "f", "c"):
+        watched = await open_page(browser, sidecar.url(f"/#job={job}"))
+        await expect(watched.page.locator(values)).to_have_text(
+            ["30", "0.1", "\N{EN DASH}"], timeout=5000
+        )
+        assert watched.errors == []
+    watched = await open_page(browser, sidecar.url("/"))
+    page = watched.page
+    for job in ("ok", "f", "c"):
+        await page.click(f"tr[data-job={job}] a")
+        await expect(page.locator(values)).to_have_text(["30", "0.1", "\N{EN DASH}"], timeout=5000)
+        await page.click("#back")
+    assert watched.errors == []
