@@ -68,7 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="run every scenario but --cluster (it needs redis-server), --intervals (6 min), "
         "--event-loops (4 min), --many-jobs (100,000 directories, 3 min), --dashboards "
-        "(1,000 clients, 3 min) and --viewers (10,000 clients)",
+        "(1,000 clients, 2 min) and --viewers (10,000 clients, 1 min)",
     )
     for name, module in SCENARIOS.items():
         parser.add_argument(

@@ -12,7 +12,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from sidecar.core.hub import JobHub
-from sidecar.core.jobs_feed import ListMessage, ListViewer
+from sidecar.core.jobs_feed import ListViewer
 from sidecar.core.protocol import PATCH, SNAPSHOT
 from sidecar.server.access import client_address
 from sidecar.server.fragments import send_pieces
@@ -46,7 +46,7 @@ async def _follow(client: ClientSocket, hub: JobHub, viewer: ListViewer) -> None
         if not client.writable:
             return False
         client.write_frame(frame)
-        sent["jobs_patch"] += 1
+        sent[f"jobs_{PATCH}"] += 1
         return True
 
     came_at = feed.ticks
@@ -61,12 +61,12 @@ async def _follow(client: ClientSocket, hub: JobHub, viewer: ListViewer) -> None
         try:
             if behind is None:
                 snapshot = await snapshots.get()
-                if not await _send(client, snapshot):
+                if not await send_pieces(client, snapshot.pieces):
                     return
                 sent[f"jobs_{SNAPSHOT}"] += 1
                 viewer.seq = snapshot.seq
             for message in behind or ():
-                if not await _send(client, message):
+                if not await send_pieces(client, message.pieces):
                     return
                 sent[f"jobs_{PATCH}"] += 1
                 viewer.seq = message.seq
@@ -75,7 +75,3 @@ async def _follow(client: ClientSocket, hub: JobHub, viewer: ListViewer) -> None
         await viewer.wait()
         if client.gone:
             return
-
-
-async def _send(client: ClientSocket, message: ListMessage) -> bool:
-    return await send_pieces(client, message.pieces)
