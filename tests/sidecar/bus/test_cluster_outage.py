@@ -66,6 +66,10 @@ async def test_redis_restarted_empty_is_filled_again_and_nothing_goes_back(
     other = await cluster.follow(gateway, "job-b")
     await client.until(lambda s: s.get("current_step") == 3)
     await other.until(lambda s: s.get("current_step") == 7)
+    for sidecar in (a, b, gateway):  # a node unknown yet can never be heard from to be missed
+        await wait_for(
+            lambda s=sidecar: _knows_the_others(cluster, s), what=f"{sidecar.name} knows the nodes"
+        )
 
     cluster.redis.kill()
     # Redis stays away until every sidecar has heard from no other node for longer than the
@@ -110,6 +114,12 @@ async def _deaf_for(cluster: Cluster, sidecar: Sidecar, seconds: float) -> bool:
     health = await cluster.get(sidecar, "/healthz")
     ages = [age for node, age in health["nodes"].items() if node != sidecar.name]
     return bool(ages) and min(ages) > seconds
+
+
+async def _knows_the_others(cluster: Cluster, sidecar: Sidecar) -> bool:
+    """Whether a sidecar has heard from every node but itself."""
+    nodes = set((await cluster.get(sidecar, "/healthz"))["nodes"])
+    return nodes >= {"node-a", "node-b"} - {sidecar.name}
 
 
 def _announced(redis: Any, node: str) -> Any:
