@@ -46,7 +46,13 @@
     element.className = kind || "";
   }
 
-  /** The job the address names (`#job=<id>`), or null for the jobs list. */
+  /** The address's hash as parameters: `#job=ID`, `#compare=ID1,ID2`, or the jobs list's
+   * `#status=failed&node=NAME&q=TEXT` (URLSearchParams' decoding: a malformed escape is kept). */
+  function hashParams() {
+    return new URLSearchParams(location.hash.replace(/^#/, ""));
+  }
+
+  /** The job the address names (`#job=<id>`), or null for another view. */
   function currentJob() {
     const match = location.hash.match(/^#job=(.+)$/);
     if (!match) return null;
@@ -57,5 +63,33 @@
     }
   }
 
-  root.DashboardPage = { token, protocols, authorization, $, report, guard, isolated, setConnection, currentJob };
+  /** The jobs the address compares (`#compare=ID1,ID2,...`, in that order, each once), or null
+   * for another view. Ids are as written: the compare view refuses invalid ones. */
+  function currentCompare() {
+    const match = location.hash.match(/^#compare=(.*)$/);
+    if (!match) return null;
+    const ids = match[1].split(",").map((part) => {
+      try {
+        return decodeURIComponent(part);
+      } catch (error) {
+        return part;
+      }
+    });
+    return [...new Set(ids.filter((id) => id !== ""))];
+  }
+
+  /** Whether the address shows the jobs list (neither a job nor a comparison). */
+  function isListView() {
+    return currentJob() === null && currentCompare() === null;
+  }
+
+  /** The address of a comparison of `ids`. */
+  function compareHash(ids) {
+    return `#compare=${ids.map(encodeURIComponent).join(",")}`;
+  }
+
+  root.DashboardPage = {
+    token, protocols, authorization, $, report, guard, isolated, setConnection,
+    hashParams, currentJob, currentCompare, isListView, compareHash,
+  };
 })(window);

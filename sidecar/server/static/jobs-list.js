@@ -6,7 +6,7 @@
 (function (root) {
   "use strict";
 
-  const { protocols, authorization, $, report, guard, setConnection, currentJob } = root.DashboardPage;
+  const { protocols, authorization, $, report, guard, setConnection, isListView } = root.DashboardPage;
   const fmt = root.DashboardFormat;
   const { field } = fmt;
   const outcome = fmt.outcome;
@@ -39,7 +39,7 @@
       ws.onmessage = (event) => {
         listFailures = 0;
         guard("the jobs list", () => applyList(JSON.parse(event.data)));
-        if (currentJob() === null) setConnection("live", "live");
+        if (isListView()) setConnection("live", "live");
         renderList();
         onUpdate();
       };
@@ -51,7 +51,7 @@
           return;
         }
         listFailures += 1;
-        if (currentJob() === null) setConnection("reconnecting…", "down");
+        if (isListView()) setConnection("reconnecting…", "down");
         const pause = ProgressClient.reconnectDelay(listFailures, event.code, LIST_BACKOFF);
         setTimeout(connectList, pause);
       };
@@ -108,7 +108,7 @@
     }
 
     function watchHealth() {
-      const wanted = listReady && currentJob() === null && jobs.size === 0;
+      const wanted = listReady && isListView() && jobs.size === 0;
       if (!wanted) {
         clearTimeout(healthTimer);
         healthTimer = null;
