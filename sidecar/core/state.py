@@ -16,7 +16,16 @@ PENDING_DOCUMENT: JSONObject = {"status": "pending"}
 """The document of a job without a file; shared (the file source hands this very dict for
 every pending job it finds), so never changed."""
 
-SUMMARY_KEYS = ("current_step", "total_steps", "loss", "eval_loss", "eta_seconds", "error")
+SUMMARY_KEYS = (
+    "current_step",
+    "total_steps",
+    "loss",
+    "eval_loss",
+    "final_loss",
+    "eta_seconds",
+    "error",
+    "started_at",
+)
 """Keys of the file that the jobs list shows too, when the file has them."""
 
 

@@ -71,11 +71,16 @@
     return seconds > DURATION_LIMIT ? `> ${shown}` : shown;
   }
 
-  /** The local time of an ISO date; a string that is no date, as it is (cut short). */
-  function time(value) {
+  /** The local time of an ISO date, with its date unless it is today (`now`); a string that
+   * is no date, as it is (cut short). */
+  function time(value, now = new Date()) {
     if (typeof value !== "string" || value === "") return NONE;
     const date = new Date(value);
-    return Number.isNaN(date.getTime()) ? cut(value, TEXT.badge) : date.toLocaleTimeString();
+    if (Number.isNaN(date.getTime())) return cut(value, TEXT.badge);
+    if (date.toDateString() === now.toDateString()) return date.toLocaleTimeString();
+    const sameYear = date.getFullYear() === now.getFullYear();
+    const day = date.toLocaleDateString(undefined, { year: sameYear ? undefined : "numeric", month: "short", day: "numeric" });
+    return `${day}, ${date.toLocaleTimeString()}`;
   }
 
   function step(state) {
