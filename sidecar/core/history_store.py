@@ -7,11 +7,16 @@ import asyncio
 import collections
 import contextlib
 from collections.abc import Callable, Mapping
+from typing import Final
 
 from sidecar.core.events import HistoryInterest, HistoryLines
 from sidecar.core.history_budget import HistoryBudget
 from sidecar.core.history_log import HistoryLog
 from sidecar.core.subscription import Channel
+
+LOAD_TIMEOUT: Final = 10.0
+"""Seconds a reader of a whole history (a REST request, a finished job's stream) waits for it to
+be read, at most; then it takes what was read."""
 
 
 class HistoryStore:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
 from sidecar.core.contract import is_valid_job_id
+from sidecar.core.history_store import LOAD_TIMEOUT
 from sidecar.core.hub import JobHub, UnknownJob
 from sidecar.core.protocol import (
     INVALID_FORMAT,
@@ -52,7 +54,10 @@ async def training_socket(request: web.Request) -> web.WebSocketResponse:
         on_end=subscription.wake,
         leave=lambda: hub.unsubscribe(subscription),
     ) as client:
-        await _send_updates(client, subscription, request.app[METRICS], request.app[CLOSES])
+        loaded = lambda: hub.histories.loaded(job_id, timeout=LOAD_TIMEOUT)  # noqa: E731
+        await _send_updates(
+            client, subscription, request.app[METRICS], request.app[CLOSES], loaded=loaded
+        )
     return ws
 
 
@@ -81,9 +86,20 @@ def _subscribe(
 
 
 async def _send_updates(
-    client: ClientSocket, subscription: Subscription, metrics: Metrics, closes: ClosePacer
+    client: ClientSocket,
+    subscription: Subscription,
+    metrics: Metrics,
+    closes: ClosePacer,
+    *,
+    loaded: Callable[[], Awaitable[object]],
 ) -> None:
-    """Send each new version (the latest only, when the client lags) until the end."""
+    """Send each new version (the latest only, when the client lags) until the end.
+
+    Args:
+        loaded: waits until the job's history is read as far as its source holds it (a
+            gateway reads another node's from Redis): the history that goes before a final
+            state must be whole, since the stream ends with that state.
+    """
     history = _HistoryCursor() if subscription.history else None
     if not subscription.full and history is None:
         subscription.direct = _direct_sender(client, metrics)
@@ -103,6 +119,8 @@ async def _send_updates(
             return
         subscription.busy = True
         try:
+            if history is not None and version.complete:
+                await loaded()
             if not await _catch_up(client, subscription, version, history, metrics):
                 return
         finally:

@@ -33,6 +33,28 @@ async def test_history_of_another_nodes_job(cluster: Cluster) -> None:
     assert [e["step"] for e in client.history] == list(range(1, 303))
 
 
+@pytest.mark.parametrize("status", ["completed", "failed", "cancelled"])
+async def test_a_finished_job_of_another_node_streams_its_whole_history_before_the_end(
+    cluster: Cluster, status: str
+) -> None:
+    """The gateway reads a finished job's history from Redis only when a client asks for it:
+    the stream waits for it, and sends it whole, before the final close."""
+    root = cluster.root("node-a")
+    write_job(root, "done-a", status=status, complete=True, final_loss=0.1)
+    lines = "".join(f'{{"step": {i}, "loss": {1 / (i + 1)}}}\n' for i in range(1, 201))
+    (root / "done-a" / "metrics.jsonl").write_text(lines)
+    await cluster.start("node-a")
+    gateway = await cluster.start(None)
+    await wait_for(lambda: has_jobs(cluster, gateway, {"done-a": "node-a"}), what="done-a")
+
+    client = await cluster.follow(gateway, "done-a", "history=1")
+    assert await client.closed() == 1000
+    assert [m["type"] for m in client.messages] == ["snapshot", "log"]
+    assert client.state is not None and client.state["status"] == status
+    assert client.history is not None
+    assert [e["step"] for e in client.history] == list(range(1, 201))
+
+
 async def test_histories_survive_node_restarts_replaced_files_and_recreated_jobs(
     cluster: Cluster,
 ) -> None:
