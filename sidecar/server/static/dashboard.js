@@ -45,4 +45,5 @@
   window.addEventListener("hashchange", route);
   list.connect();
   route();
+  root.HealthBanner.start();
 })(window);
