@@ -14,6 +14,7 @@ import asyncio
 import collections
 import time
 import weakref
+from collections.abc import AsyncIterator, Iterable
 from typing import Final
 
 SLICE_SECONDS: Final = 0.002
@@ -101,3 +102,26 @@ class Slices:
             return
         await asyncio.sleep(0)  # the turn is kept: nobody waits for it
         self._deadline = time.perf_counter() + SLICE_SECONDS
+
+
+async def in_slices(pieces: Iterable[bytes]) -> AsyncIterator[bytes]:
+    """``pieces`` (each one item of work, some empty) made a slice at a time, and joined into
+    one chunk per slice: a response body that holds nobody up, however long it is. Each chunk
+    goes to the client while the others have their turn."""
+    slices = Slices()
+    await slices.start()
+    parts: list[bytes] = []
+    try:
+        for piece in pieces:
+            if piece:
+                parts.append(piece)
+            if slices.due():
+                slices.stop()
+                if parts:
+                    yield b"".join(parts)
+                    parts = []
+                await slices.start()
+    finally:
+        slices.stop()
+    if parts:
+        yield b"".join(parts)
