@@ -17,7 +17,15 @@ STATIC = Path(__file__).parent / "static"
 
 # The page talks to this sidecar only; nothing is loaded from anywhere else.
 CSP = "default-src 'self'; connect-src 'self'; img-src 'self' data:; style-src 'self'; frame-ancestors 'none'"
-_TYPES = {".js": "text/javascript", ".css": "text/css", ".html": "text/html"}
+# By suffix; .mjs must be JavaScript for browsers to run it as a module, and .ts (the client's
+# type declarations) would otherwise pass for a Qt translation file.
+_TYPES = {
+    ".js": "text/javascript",
+    ".mjs": "text/javascript",
+    ".css": "text/css",
+    ".html": "text/html",
+    ".ts": "text/plain",
+}
 
 
 @dataclass(frozen=True, slots=True)

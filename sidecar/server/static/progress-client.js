@@ -1,27 +1,32 @@
+// @ts-check
 /*
- * progress-sidecar browser client. No build step, no dependency; load it from the sidecar:
+ * progress-sidecar's browser client, a classic script that defines window.ProgressClient; as an
+ * ES module: progress-client.mjs; its types: progress-client.d.ts. No build step, no dependency:
  *
  *   <script src="http://sidecar-host:8765/static/progress-client.js"></script>
- *   const client = new ProgressClient({
- *     url: "http://sidecar-host:8765", jobId: "job_abc123", token: "...",
- *     onState: (state) => render(state),          // the whole merged state, after each message
- *     onLog: (entries, reset) => plot(entries),   // metrics history (asks for history=1)
- *   });
- *   client.start();
+ *   new ProgressClient({ url: "http://sidecar-host:8765", jobId: "job_abc123", token: "...",
+ *     onState: (state) => render(state), onLog: (entries, reset) => plot(entries) }).start();
  *
  * It merges the snapshot and the JSON Merge Patches, reconnects with exponential backoff and
- * jitter, resuming each time from the last state it had (?since=EPOCH:SEQ: the sidecar answers
- * with one patch from that state, or with a fresh snapshot when it no longer knows it), falls
- * back to polling GET /api/jobs/{id} after repeated WebSocket failures (trying the WebSocket
- * again now and then), and stops once the job is complete (with onLog, once the history that
- * follows a finished job's state came). The first onLog of each
- * reconnection has the whole history again, with reset true. Protocol: docs/protocol.md.
+ * jitter, resuming each time from the last state it had (?since=EPOCH:SEQ), falls back to
+ * polling GET /api/jobs/{id} after repeated WebSocket failures (trying the WebSocket again now
+ * and then), and stops once the job is complete (with onLog, once the history that follows a
+ * finished job's state came). The first onLog of each reconnection has the whole history again,
+ * with reset true. stop() may be called anywhere, callbacks included: after it no socket stays
+ * open, no timer runs, no callback comes. Protocol: docs/protocol.md.
  */
 (function (root) {
   "use strict";
 
+  /** @typedef {import("./progress-client").ProgressClientOptions} Options */
+  /** @typedef {import("./progress-client").JobState} JobState */
+  /** @typedef {import("./progress-client").ClientStatus} ClientStatus */
+  /** @typedef {import("./progress-client").ReportedStatus} ReportedStatus */
+
   // The protocol's names, as sidecar/core/protocol.py has them (a test holds the two together).
+  /** @type {import("./progress-client").MessageTypes} */
   const MESSAGE = { SNAPSHOT: "snapshot", PATCH: "patch", LOG: "log" };
+  /** @type {import("./progress-client").CloseCodes} */
   const CLOSE = {
     NORMAL: 1000,
     GOING_AWAY: 1001,
@@ -35,6 +40,7 @@
   // drops at once: the first try is spread at random over this many ms, not all at once.
   const RESTART_SPREAD = 1000;
   // After these, asking again cannot help: the client stops.
+  /** @type {number[]} */
   const FINAL_CLOSES = [CLOSE.INVALID_REQUEST, CLOSE.UNAUTHORIZED];
   // The keys a job message adds to the job's state.
   const ENVELOPE_KEYS = ["type", "epoch", "seq", "resumed"];
@@ -43,16 +49,20 @@
 
   // Sets an own member, whatever its name: a plain assignment of "__proto__" (a key any
   // progress.json may hold) would replace the object's prototype instead.
+  /** @param {object} object @param {string} key @param {unknown} value */
   function put(object, key, value) {
     Object.defineProperty(object, key, { value, enumerable: true, writable: true, configurable: true });
   }
 
+  /** @param {object} object @returns {Record<string, unknown>} */
   function copy(object) {
+    /** @type {Record<string, unknown>} */
     const result = {};
     for (const [key, value] of Object.entries(object)) put(result, key, value);
     return result;
   }
 
+  /** @param {unknown} target @param {unknown} patch @returns {unknown} */
   function mergePatch(target, patch) {
     if (patch === null || typeof patch !== "object" || Array.isArray(patch)) return patch;
     const isObject = target !== null && typeof target === "object" && !Array.isArray(target);
@@ -64,17 +74,21 @@
     return result;
   }
 
+  /** @param {object} message */
   function withoutEnvelope(message) {
     const fields = copy(message);
     for (const key of ENVELOPE_KEYS) delete fields[key];
     return fields;
   }
 
-  /** The `EPOCH:SEQ` of the state a message brings; null when it names none (older sidecars). */
+  /**
+   * The `EPOCH:SEQ` of the state a message brings; null when it names none (older sidecars).
+   * @param {{epoch?: unknown, seq?: unknown}} message
+   */
   function versionOf(message) {
     const { epoch, seq } = message;
     if (typeof epoch !== "string" || !EPOCH.test(epoch)) return null;
-    if (!Number.isSafeInteger(seq) || seq < 0) return null;
+    if (typeof seq !== "number" || !Number.isSafeInteger(seq) || seq < 0) return null;
     return `${epoch}:${seq}`;
   }
 
@@ -93,58 +107,54 @@
   }
 
   class ProgressClient {
-    /**
-     * @param {object} options
-     * @param {string} [options.url] the sidecar, e.g. "http://host:8765" (default: this page's origin)
-     * @param {string} options.jobId the job to follow
-     * @param {string} [options.token] the sidecar's token, if it has one
-     * @param {function} [options.onState] called with the merged state after each change
-     * @param {function} [options.onLog] called with (entries, reset) for history; asks for it
-     * @param {function} [options.onStatus] called with "connecting", "live", "polling",
-     *   "reconnecting", "complete" or "error: <reason>"
-     * @param {number} [options.pollInterval] ms between REST polls (2000)
-     * @param {number} [options.failuresBeforePolling] WebSocket failures in a row before polling (3)
-     * @param {number} [options.minBackoff] first reconnection pause, ms (250)
-     * @param {number} [options.maxBackoff] longest reconnection pause, ms (10000)
-     */
+    /** @param {Options} options what to follow, and the callbacks (progress-client.d.ts) */
     constructor(options) {
-      this.options = Object.assign(
-        { pollInterval: 2000, failuresBeforePolling: 3, minBackoff: 250, maxBackoff: 10000 },
-        options,
-      );
+      const defaults = { pollInterval: 2000, failuresBeforePolling: 3, minBackoff: 250, maxBackoff: 10000 };
+      this.options = { ...defaults, ...options };
       if (!this.options.jobId) throw new Error("jobId is required");
       this.base = (this.options.url || root.location.origin).replace(/\/+$/, "");
-      this.state = null;
-      this.version = null; // the EPOCH:SEQ of this.state, to resume from
+      this.state = /** @type {JobState | null} */ (null);
+      this.version = /** @type {string | null} */ (null); // the EPOCH:SEQ of this.state
       this.logged = false; // onLog has been called
-      this.mode = "idle";
+      this.mode = /** @type {ClientStatus} */ ("idle");
       this.failures = 0;
-      this.ws = null;
-      this.timer = null;
+      this.closeCode = /** @type {number | undefined} */ (undefined); // of the latest failure
+      this.ws = /** @type {WebSocket | null} */ (null);
+      this.timer = /** @type {ReturnType<typeof setTimeout> | undefined} */ (undefined);
       this.stopped = true;
       this.polling = false;
       this.polls = 0;
+      // Counts start() and stop() calls: code that ran a callback, or awaited, goes on only if
+      // this is still what it was (a callback may have called stop(), or stop() then start()).
+      this.run = 0;
     }
 
     start() {
+      this.stop();
       this.stopped = false;
+      this.failures = 0;
+      this.polling = false;
       this._connect();
       return this;
     }
 
     stop() {
       this.stopped = true;
+      this.run += 1;
       clearTimeout(this.timer);
-      if (this.ws) {
-        this.ws.onclose = null;
-        this.ws.close(1000);
-        this.ws = null;
+      this.timer = undefined;
+      const ws = this.ws;
+      this.ws = null;
+      if (ws) {
+        ws.onmessage = ws.onclose = null;
+        ws.close(CLOSE.NORMAL);
       }
     }
 
-    _status(status) {
+    /** @param {ReportedStatus} status @param {number} [code] the close that led to it */
+    _status(status, code) {
       this.mode = status;
-      if (this.options.onStatus) this.options.onStatus(status);
+      if (this.options.onStatus) this.options.onStatus(status, code);
     }
 
     _wsUrl() {
@@ -157,30 +167,29 @@
 
     _connect() {
       if (this.stopped) return;
-      if (!this.polling) this._status(this.failures ? "reconnecting" : "connecting");
+      const run = this.run;
+      if (!this.polling) {
+        if (this.failures) this._status("reconnecting", this.closeCode);
+        else this._status("connecting");
+        if (run !== this.run) return;
+      }
       // The token rides in the subprotocols: browsers cannot set headers on a WebSocket, and a
       // query parameter would end up in logs along the way.
       const protocols = this.options.token ? ["bearer", this.options.token] : [];
+      /** @type {WebSocket} */
       let ws;
       try {
         ws = new WebSocket(this._wsUrl(), protocols);
       } catch (error) {
-        this._failed(String(error));
+        this._failed(undefined);
         return;
       }
       this.ws = ws;
-      let opened = false;
+      const current = () => this.ws === ws; // no stop(), no other connection since
       let firstState = true; // this connection's first state and first log are still to come
       let firstLog = true;
       // The job ended, and this connection's history is still to come: the end waits for it.
       let endAfterLog = false;
-      const end = () => {
-        this._complete();
-        ws.close(1000);
-      };
-      ws.onopen = () => {
-        opened = true;
-      };
       ws.onmessage = (event) => {
         const message = JSON.parse(event.data);
         if (message.type === MESSAGE.LOG) {
@@ -191,75 +200,87 @@
             firstLog = false;
             this.logged = true;
             this.options.onLog(message.entries, reset);
+            if (!current()) return;
           }
-          if (endAfterLog) end();
+          if (endAfterLog) this._complete(CLOSE.NORMAL);
           return;
         }
         this.failures = 0;
+        if (this.polling) clearTimeout(this.timer); // this probe came through: the polls end
         this.polling = false;
         if (this.mode !== "live") this._status("live");
+        if (!current()) return;
         const fields = withoutEnvelope(message);
         // A patch applies to the state held; a connection's first one only if it resumes it.
         const onto = firstState && message.resumed !== true ? null : this.state;
-        this.state = message.type === MESSAGE.PATCH && onto ? mergePatch(onto, fields) : fields;
+        const state = message.type === MESSAGE.PATCH && onto ? mergePatch(onto, fields) : fields;
+        this.state = /** @type {JobState} */ (state);
         this.version = versionOf(message);
         firstState = false;
         this._emit();
-        if (this.state.complete) {
-          // The final state is here: end now, not when the server's close comes (the server
-          // paces the closes that follow jobs' ends, so that one may wait a second or two);
-          // but a finished job's history comes after its state: its chart needs it first.
-          if (this.options.onLog && firstLog) endAfterLog = true;
-          else end();
-        }
+        if (!current() || !this.state.complete) return;
+        // The final state is here: end now, not when the server's close comes (the server
+        // paces the closes that follow jobs' ends, so that one may wait a second or two); but
+        // a finished job's history comes after its state: its chart needs it first. The
+        // connection closes with 1000, as the server would have: that is the code reported.
+        if (this.options.onLog && firstLog) endAfterLog = true;
+        else this._complete(CLOSE.NORMAL);
       };
       ws.onclose = (event) => {
+        if (!current()) return;
         this.ws = null;
-        if (this.stopped) return;
-        if (this.state && this.state.complete) return this._complete();
+        if (this.state && this.state.complete) return this._complete(event.code);
         if (FINAL_CLOSES.includes(event.code)) {
-          this.stopped = true;
-          this._status(`error: ${event.reason || event.code}`);
+          this.stop();
+          this._status(`error: ${event.reason || event.code}`, event.code);
           return;
         }
         // 4404: the job does not exist (yet); 1001: the sidecar restarts; 1006: the network.
-        this._failed(opened ? `closed ${event.code}` : "no connection", event.code);
+        this._failed(event.code);
       };
     }
 
-    _failed(reason, code) {
+    /** @param {number | undefined} code the close code of the failed connection */
+    _failed(code) {
       if (this.polling) return; // a probe while polling: the polls go on
+      const run = this.run;
       this.failures += 1;
+      this.closeCode = code;
       if (this.failures >= this.options.failuresBeforePolling) {
         this.polling = true;
         this.polls = 0;
-        this._status("polling");
-        this._poll();
+        this._status("polling", code);
+        if (run === this.run) this._poll();
         return;
       }
       const delay = reconnectDelay(this.failures, code, this.options);
-      this._status("reconnecting");
-      this.timer = setTimeout(() => this._connect(), delay);
+      this._status("reconnecting", code);
+      if (run === this.run) this.timer = setTimeout(() => this._connect(), delay);
     }
 
     async _poll() {
       if (this.stopped || !this.polling) return;
+      const run = this.run;
+      const current = () => run === this.run && this.polling; // no stop(), no WebSocket back
+      /** @type {Record<string, string>} */
       const headers = this.options.token ? { Authorization: `Bearer ${this.options.token}` } : {};
       try {
         const job = encodeURIComponent(this.options.jobId);
         const response = await fetch(`${this.base}/api/jobs/${job}`, { headers, cache: "no-store" });
-        if (!this.polling) return; // the WebSocket came back meanwhile
+        if (!current()) return;
         if (response.status === 401) {
-          this.stopped = true;
+          this.stop();
           this._status("error: unauthorized");
           return;
         }
         if (response.ok) {
-          const job = await response.json();
-          this.state = withoutEnvelope(job);
-          this.version = versionOf(job); // the body of a snapshot message: it names its version
+          const body = await response.json();
+          if (!current()) return;
+          this.state = /** @type {JobState} */ (withoutEnvelope(body));
+          this.version = versionOf(body); // the body of a snapshot message: it names its version
           this._emit();
-          if (this.state.complete) return this._complete();
+          if (!current()) return;
+          if (this.state.complete) return this._complete(undefined);
         }
       } catch (error) {
         // unreachable for now: poll again
@@ -271,12 +292,13 @@
     }
 
     _emit() {
-      if (this.options.onState) this.options.onState(this.state);
+      if (this.options.onState && this.state) this.options.onState(this.state);
     }
 
-    _complete() {
-      this.stopped = true;
-      this._status("complete");
+    /** @param {number | undefined} code the close that ended it; undefined after a poll */
+    _complete(code) {
+      this.stop();
+      this._status("complete", code);
     }
   }
 
