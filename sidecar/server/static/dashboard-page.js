@@ -52,9 +52,10 @@
     return new URLSearchParams(location.hash.replace(/^#/, ""));
   }
 
-  /** The job the address names (`#job=<id>`), or null for another view. */
+  /** The job the address names (`#job=<id>`, up to an `&` that starts the chart's parameters),
+   * or null for another view. */
   function currentJob() {
-    const match = location.hash.match(/^#job=(.+)$/);
+    const match = location.hash.match(/^#job=([^&]+)/);
     if (!match) return null;
     try {
       return decodeURIComponent(match[1]);
@@ -63,10 +64,11 @@
     }
   }
 
-  /** The jobs the address compares (`#compare=ID1,ID2,...`, in that order, each once), or null
-   * for another view. Ids are as written: the compare view refuses invalid ones. */
+  /** The jobs the address compares (`#compare=ID1,ID2,...`, in that order, each once, up to an
+   * `&` that starts the chart's parameters), or null for another view. Ids are as written: the
+   * compare view refuses invalid ones. */
   function currentCompare() {
-    const match = location.hash.match(/^#compare=(.*)$/);
+    const match = location.hash.match(/^#compare=([^&]*)/);
     if (!match) return null;
     const ids = match[1].split(",").map((part) => {
       try {

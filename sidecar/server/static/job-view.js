@@ -1,7 +1,9 @@
 /*
  * The dashboard's job view (#job=<id>): one job followed live by progress-client.js, its facts,
- * progress bar, alert and loss chart (loss-chart.js); or why it cannot be (an invalid id, no such
- * job yet: shown as soon as the jobs list has it). Every value goes through dashboard-format.js.
+ * progress bar, alert, metrics chart (job-chart.js) and its share and export buttons
+ * (job-export.js); or why it cannot be (an invalid id, no such job yet: shown as soon as the jobs
+ * list has it). Every value goes through dashboard-format.js. The chart's choice rides in the
+ * hash after the id (`#job=ID&metrics=...`), written without a new history entry.
  */
 (function (root) {
   "use strict";
@@ -11,9 +13,9 @@
   const { field } = fmt;
   const outcome = fmt.outcome;
 
-  // Each fact of a job's view: its key, its label, and what it shows (text, or a list of text
-  // and elements: a job's own text inside is isolated, so that right-to-left text or a bidi
-  // control in it cannot reorder what follows).
+  // Each fact of a job's view: its key, its label, what it shows (text, or a list of text and
+  // elements: a job's own text inside is isolated, so that right-to-left text or a bidi control
+  // in it cannot reorder what follows), and what its value's title says, if anything.
   const FIELDS = [
     ["status", "Status", (s) => fmt.text(field(s, "status"))],
     ["progress", "Progress", (s) => fmt.percent(field(s, "progress"))],
@@ -25,8 +27,9 @@
     ["learning_rate", "Learning rate", (s) => fmt.number(field(s, "learning_rate"), 3)],
     ["samples_per_second", "Samples/s", (s) => fmt.number(field(s, "samples_per_second"), 4)],
     ["eta", "ETA", (s) => fmt.eta(s)],
-    ["gpu_memory", "GPU memory (allocated / used / total GB)", (s) =>
-      ["gpu_memory_allocated_gb", "gpu_memory_used_gb", "gpu_memory_total_gb"].map((key) => fmt.number(field(s, key), 3)).join(" / ")],
+    ["gpu_memory", "GPU memory (GB)", (s) =>
+      ["gpu_memory_allocated_gb", "gpu_memory_used_gb", "gpu_memory_total_gb"].map((key) => fmt.number(field(s, key), 3)).join(" / "),
+      "allocated / used / total, GB"],
     ["gpu_util", "GPU utilisation", (s) => (fmt.isNumber(field(s, "gpu_utilization_percent")) ? `${field(s, "gpu_utilization_percent")} %` : "–")],
     ["started", "Started", (s) => fmt.time(field(s, "started_at"))],
     ["updated", "Updated", (s) => fmt.time(field(s, "timestamp"))],
@@ -54,7 +57,16 @@
     let client = null;
     let clientStatus = "";
     let waitingForJob = false; // the view says "no job named ..." and waits for it in the list
-    const chart = new LossChart($("chart"));
+    const chart = root.JobChart.create({ onSettings: () => rewriteHash() });
+    const share = root.JobExport.create({ beforeCopy: () => rewriteHash() });
+
+    /** The address names the chart's choice too (a copied link shows the same chart). */
+    function rewriteHash() {
+      const id = currentJob();
+      if (id === null) return;
+      const hash = `#job=${encodeURIComponent(id)}&${chart.hashPart()}`;
+      if (location.hash !== hash) history.replaceState(history.state, "", hash);
+    }
 
     function stopClient() {
       if (client) client.stop();
@@ -72,7 +84,8 @@
       else if (list.ready && !list.has(id)) showMissing(id);
       else followJob(id);
       list.watchHealth();
-      $("back").focus();
+      // The heading (tabindex -1, no ring): a screen reader starts from the job's name.
+      $("job-title").focus();
     }
 
     function hide() {
@@ -103,13 +116,14 @@
       $("job-progress").value = 0;
       $("job-progress").className = "";
       $("job-progress-text").textContent = "";
-      drawChart(() => chart.clear());
+      chart.open(location.hash);
+      share.reset();
       const own = new ProgressClient({
         url: location.origin,
         jobId: id,
         token,
         onState: (state) => client === own && renderJob(state),
-        onLog: (entries, reset) => client === own && drawChart(() => chart.add(entries, reset)),
+        onLog: (entries, reset) => client === own && chart.add(entries, reset),
         onStatus: (status) => client === own && showClientStatus(status),
       });
       client = own;
@@ -158,22 +172,19 @@
       guard("this job's alert", () => renderAlert(state));
     }
 
-    function drawChart(draw) {
-      guard("the loss chart", draw);
-    }
-
-    window.addEventListener("resize", () => drawChart(() => chart.resize()));
+    window.addEventListener("resize", () => chart.resize());
 
     return { show: showJob, hide, followList };
   }
 
   /** One fact of the job's view; a placeholder, should showing it throw. */
-  function fact(state, key, label, show) {
+  function fact(state, key, label, show, title) {
     const item = document.createElement("div");
     item.dataset.field = key;
     const dt = document.createElement("dt");
     dt.textContent = label;
     const dd = document.createElement("dd");
+    if (title) dd.title = title;
     try {
       dd.append(...[show(state)].flat());
     } catch (error) {
