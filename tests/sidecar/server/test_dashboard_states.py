@@ -171,7 +171,9 @@ async def test_dashboard_stalled_job_shows_no_eta(
     sidecar = await start_sidecar(stall_after=1.0)
     watched = await open_page(browser, sidecar.url("/"))
     page = watched.page
-    eta_cell = page.locator("tr[data-job=s] td").nth(6)  # Job, Node, Status, Progress, Step, Loss
+    eta_cell = page.locator("tr[data-job=s] td").nth(
+        7
+    )  # a tick box, Job, Node, Status, Progress, Step, Loss
     await expect(page.locator("tr[data-job=s]")).to_have_class(re.compile("stalled"), timeout=5000)
     await expect(eta_cell).to_have_text("stalled")
     await page.click("a[href='#job=s']")
