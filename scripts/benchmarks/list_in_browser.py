@@ -10,9 +10,10 @@ file, then a rename), each time putting the rename's time (epoch ms) in ``curren
 the list's Step column shows. The dashboard is opened in headless Chromium, where a
 PerformanceObserver collects the long tasks (over 50 ms on the main thread) and a
 MutationObserver notes when each row's Step cell comes to show a new value: the time from a
-file's rename to its row having it. The same figures for the list as the last commit has it
-(its jobs-list.js and its section of the page, everything else as now) are taken in the same
-run, the two taking turns, ``--rounds`` times each, on the same sidecar and writer.
+file's rename to its row having it. The same figures for the list as ``--baseline`` has it
+(by default the last commit whose list rebuilt every row on every message: its jobs-list.js
+and its section of the page, everything else as now) are taken in the same run, the two taking
+turns, ``--rounds`` times each, on the same sidecar and writer.
 
 The times are those of the DOM: the last commit's list changes its rows as each message comes
 and is painted at the next frame; this one changes them in a frame's callback, painted then.
@@ -24,9 +25,7 @@ import argparse
 import asyncio
 import json
 import os
-import re
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -38,69 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.common import REPO, machine, run_info, table, write_atomic
 from benchmarks.dashboards.lag import lag_ms
 from benchmarks.dashboards.server import disk_tmp, start_logged_sidecar, wait_listed
-
-STATIC = REPO / "sidecar" / "server" / "static"
-CHROMIUM = "/usr/bin/chromium"
-SECTION = re.compile(r'      <section id="jobs-view".*?</section>\n', re.S)
-LIST_SCRIPTS = ("jobs-table.js", "list-filter.js", "jobs-window.js", "jobs-picks.js")
-
-# Injected before the page's own scripts: the long tasks, and each row's Step as it changes.
-PROBE = """
-window.bench = { longtasks: [], seen: [] };
-new PerformanceObserver((list) => {
-  for (const e of list.getEntries()) bench.longtasks.push([performance.timeOrigin + e.startTime, e.duration]);
-}).observe({ type: "longtask", buffered: true });
-document.addEventListener("DOMContentLoaded", () => {
-  const body = document.querySelector("#jobs tbody");
-  const column = [...document.querySelectorAll("#jobs thead th")].findIndex((th) => th.textContent.trim() === "Step");
-  const last = new Map();
-  new MutationObserver((records) => {
-    const at = performance.timeOrigin + performance.now();
-    const rows = new Set();
-    for (const record of records) {
-      if (record.target === body) record.addedNodes.forEach((row) => rows.add(row));
-      else {
-        const element = record.target.nodeType === 1 ? record.target : record.target.parentElement;
-        const row = element && element.closest("tr");
-        if (row) rows.add(row);
-      }
-    }
-    for (const row of rows) {
-      const job = row.dataset && row.dataset.job;
-      const cell = row.children[column];
-      if (!job || !cell) continue;
-      const value = parseInt(cell.textContent, 10);
-      if (Number.isFinite(value) && last.get(job) !== value) {
-        last.set(job, value);
-        bench.seen.push([at, job, value]);
-      }
-    }
-  }).observe(body, { childList: true, subtree: true, characterData: true });
-});
-"""
-
-
-def baseline_files() -> dict[str, bytes]:
-    """The page as now with the last commit's jobs list: its section, script and styles."""
-
-    def committed(name: str) -> str:
-        path = f"sidecar/server/static/{name}"
-        done = subprocess.run(
-            ["git", "show", f"HEAD:{path}"], cwd=REPO, capture_output=True, text=True, check=True
-        )
-        return done.stdout
-
-    page = (STATIC / "index.html").read_text()
-    section = SECTION.search(committed("index.html"))
-    assert section is not None, "no jobs-view section in the committed index.html"
-    page = SECTION.sub(lambda _: section.group(0), page, count=1)
-    for script in LIST_SCRIPTS:
-        page = page.replace(f'    <script src="/static/{script}"></script>\n', "")
-    return {
-        "/": page.encode(),
-        "/static/jobs-list.js": committed("jobs-list.js").encode(),
-        "/static/jobs-list.css": committed("jobs-list.css").encode(),
-    }
+from benchmarks.list_page import BASELINE, CHROMIUM, PROBE, baseline_files
 
 
 def make_jobs(root: Path, jobs: int) -> list[str]:
@@ -150,9 +87,9 @@ def written_in(log: Path, began: float, ended: float) -> dict[str, dict[int, flo
     return written
 
 
-def percentile(samples: Sequence[float], q: float) -> float:
+def percentile(samples: Sequence[float], q: float) -> float | None:
     ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else None
 
 
 # Each scenario: the address's hash, and the jobs whose rows count for the delays (None: all).
@@ -166,16 +103,25 @@ SCENARIOS: dict[str, tuple[str, set[str] | None]] = {
 
 
 async def measure(
-    browser: Any, url: str, variant: str, log: Path, *, scenario: str, jobs: int, seconds: float
+    browser: Any,
+    url: str,
+    variant: str,
+    log: Path,
+    *,
+    scenario: str,
+    jobs: int,
+    seconds: float,
+    baseline: str = BASELINE,
 ) -> dict[str, Any]:
-    """One window of ``seconds`` on a fresh page of ``variant`` ("new" or "old")."""
+    """One window of ``seconds`` on a fresh page of ``variant`` ("new", or "old": as of
+    ``baseline``)."""
     hash_, counted = SCENARIOS[scenario]
     page = await browser.new_page(viewport={"width": 1280, "height": 900})
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
     await page.add_init_script(PROBE)
     if variant == "old":
-        files = baseline_files()
+        files = baseline_files(baseline)
 
         async def serve(route: Any) -> None:
             path = "/" + route.request.url.split("/", 3)[3].split("?")[0].split("#")[0]
@@ -215,15 +161,17 @@ async def measure(
         "write_to_row_ms": {
             "n": len(delays),
             "unseen": unseen,
-            "median": statistics.median(delays) if delays else float("nan"),
+            "median": statistics.median(delays) if delays else None,
             "p95": percentile(delays, 0.95),
-            "max": max(delays, default=float("nan")),
+            "max": max(delays, default=None),
         },
         "page_errors": errors,
     }
 
 
-async def run(*, jobs: int, rate: int, seconds: float, rounds: int) -> dict[str, Any]:
+async def run(
+    *, jobs: int, rate: int, seconds: float, rounds: int, baseline: str
+) -> dict[str, Any]:
     from playwright.async_api import async_playwright
 
     results: list[dict[str, Any]] = []
@@ -260,6 +208,7 @@ async def run(*, jobs: int, rate: int, seconds: float, rounds: int) -> dict[str,
                             result = await measure(
                                 browser, server.url, variant, log,
                                 scenario=scenario, jobs=jobs, seconds=seconds,
+                                baseline=baseline,
                             )  # fmt: skip
                             print(
                                 f"round {n + 1} {scenario} {variant}: {json.dumps(result)}",
@@ -272,6 +221,12 @@ async def run(*, jobs: int, rate: int, seconds: float, rounds: int) -> dict[str,
             await writing.wait()
             await server.stop()
     return {"rounds": results, "summary": summary(results)}
+
+
+def median_of(get: Any, runs: list[dict[str, Any]]) -> float | None:
+    """The median of a figure over the rounds that have it (None: no round saw a row change)."""
+    values = [value for value in map(get, runs) if value is not None]
+    return statistics.median(values) if values else None
 
 
 def summary(results: list[dict[str, Any]]) -> dict[str, Any]:
@@ -290,11 +245,11 @@ def summary(results: list[dict[str, Any]]) -> dict[str, Any]:
         mine: dict[str, Any] = {}
         for variant in ("new", "old"):
             runs = [r for r in results if r["variant"] == variant and r["scenario"] == scenario]
-            mine[variant] = {
-                name: statistics.median(get(r) for r in runs) for name, get in figures.items()
-            }
+            mine[variant] = {name: median_of(get, runs) for name, get in figures.items()}
         mine["old_over_new"] = {
-            name: mine["old"][name] / mine["new"][name] if mine["new"][name] else None
+            name: mine["old"][name] / mine["new"][name]
+            if mine["old"][name] is not None and mine["new"][name]
+            else None
             for name in figures
         }
         out[scenario] = mine
@@ -314,6 +269,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--out", type=Path, default=REPO / "docs" / "results" / "list", help="where the JSON goes"
     )
+    parser.add_argument(
+        "--baseline",
+        default=BASELINE,
+        help=f"the commit whose jobs list is the baseline ({BASELINE}: rebuilt every row a message)",
+    )
     parser.add_argument("--writer", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--log", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -321,9 +281,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         writer(args.writer, args.jobs, args.rate, args.log)
         return 0
     result = asyncio.run(
-        run(jobs=args.jobs, rate=args.rate, seconds=args.seconds, rounds=args.rounds)
+        run(
+            jobs=args.jobs,
+            rate=args.rate,
+            seconds=args.seconds,
+            rounds=args.rounds,
+            baseline=args.baseline,
+        )
     )
-    result = {**run_info(), "machine": machine(), "jobs": args.jobs, "rate": args.rate, **result}
+    result = {
+        **run_info(),
+        "machine": machine(),
+        "jobs": args.jobs,
+        "rate": args.rate,
+        "baseline": args.baseline,
+        **result,
+    }
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"list-in-browser-{time.strftime('%Y-%m-%d-%H%M')}.json"
     path.write_text(json.dumps(result, indent=2) + "\n")

@@ -9,8 +9,9 @@
 
   const { field, text, TEXT } = root.DashboardFormat;
   const MAX_SMOOTH = 0.99;
-  const MAX_KEY = 200; // characters of a key the address or the storage may name
-  const MAX_KEYS = root.MetricHistory.MAX_KEYS;
+  // Characters of a key the address or the storage may name, and keys offered: keys longer are
+  // not offered, so that what is picked survives a reload and a copied link.
+  const { MAX_KEY, MAX_OFFERED: MAX_KEYS } = root.MetricHistory;
 
   const smoothing = (value) => Math.min(MAX_SMOOTH, Math.max(0, Math.round(value * 100) / 100));
 
@@ -163,7 +164,7 @@
       settings: current,
       /** The keys the data holds now (in the order they appeared). */
       setKeys(keys) {
-        found = keys.slice(0, MAX_KEYS);
+        found = keys.filter((key) => key.length <= MAX_KEY).slice(0, MAX_KEYS);
         renderPicker();
       },
       /** Take the stored choice, and over it what the hash names (the address wins). */

@@ -13,6 +13,7 @@
   const { field, text, TEXT } = fmt;
   const { PALETTE } = root.MetricChart;
   const MAX_JOBS = PALETTE.length;
+  const MAX_NAMED = 5; // invalid ids named in the notice; the rest counted
   const DEFAULTS = { metrics: ["loss"], log: false, smooth: 0 };
   const STORAGE_KEY = "progress-sidecar.compare-chart";
   const REDRAW_MS = 100; // ten jobs' logs in one draw
@@ -185,7 +186,8 @@
     }
 
     function renderNotice() {
-      const lines = refused.map((id) => paragraph("“", isolated(text(id, TEXT.name)), "” is not a valid job id: skipped."));
+      const lines = refused.slice(0, MAX_NAMED).map((id) => paragraph("“", isolated(text(id, TEXT.name)), "” is not a valid job id: skipped."));
+      if (refused.length > MAX_NAMED) lines.push(paragraph(`${refused.length - MAX_NAMED} more invalid ids: skipped.`));
       for (const run of runs.filter((r) => r.missing)) {
         lines.push(paragraph(`No job named ${run.id} under this sidecar: it joins the chart as soon as it appears.`));
       }

@@ -122,7 +122,7 @@
   /** A chart's tick label: as many decimals as the ticks' spacing needs. */
   function tick(value, spacing) {
     if (!isNumber(value)) return "";
-    if (!isNumber(spacing) || spacing < 1e-20) return number(value);
+    if (!isNumber(spacing) || spacing < 1e-20 || Math.abs(value) >= 1e21) return number(value);
     return value.toFixed(Math.max(0, -Math.floor(Math.log10(spacing))));
   }
 

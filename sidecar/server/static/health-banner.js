@@ -38,7 +38,9 @@
     if (lost.length) {
       lines.push(`${lost.length === 1 ? "Node" : "Nodes"} ${names(lost)} lost: not heard from; ${lost.length === 1 ? "its" : "their"} running jobs are shown stalled.`);
     }
-    const down = stringList(field(health, "tasks_down"));
+    // tasks_down: each task down, by name, with why (an object).
+    const tasks = field(health, "tasks_down");
+    const down = tasks !== null && typeof tasks === "object" && !Array.isArray(tasks) ? Object.keys(tasks) : [];
     if (down.length) lines.push(`The sidecar's ${names(down)} ${down.length === 1 ? "task is" : "tasks are"} down and being restarted: what ${down.length === 1 ? "it does" : "they do"} is not done meanwhile.`);
     return lines;
   }

@@ -48,9 +48,13 @@
       }
     }
 
+    let shown = 0; // which job's messages the status line takes (reset() moves on)
+    const sayFor = (asked, message) => asked === shown && say(message);
+
     async function download(kind) {
       const id = currentJob();
       if (id === null) return;
+      const asked = shown;
       say(`Downloading ${kind.toUpperCase()}…`);
       try {
         const path = `/api/jobs/${encodeURIComponent(id)}/history.${kind}`;
@@ -63,9 +67,9 @@
         link.click();
         link.remove();
         setTimeout(() => URL.revokeObjectURL(url), 60000); // the browser has read it by then
-        say("");
+        sayFor(asked, "");
       } catch (error) {
-        say(`Download failed: ${error instanceof Error ? error.message : "unknown error"}`);
+        sayFor(asked, `Download failed: ${error instanceof Error ? error.message : "unknown error"}`);
       }
     }
 
@@ -76,6 +80,7 @@
     return {
       /** Another job is shown: no message of the last one's. */
       reset() {
+        shown += 1;
         say("");
         $("share-link").hidden = true;
       },

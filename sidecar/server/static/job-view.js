@@ -109,6 +109,7 @@
     }
 
     function followJob(id) {
+      stopClient(); // one client at a time (a job waited for is followed once it appears)
       $("job-problem").hidden = true;
       $("job-live").hidden = false;
       $("job-fields").replaceChildren();

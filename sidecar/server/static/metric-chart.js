@@ -13,6 +13,9 @@
   const { number, tick } = root.DashboardFormat;
   const { smoothed } = root.MetricHistory;
   const HEIGHT = 280;
+  /** The least value a log scale shows (uPlot's log splits fail far below; 0 and negatives have
+   * no logarithm): smaller ones are left out of a log chart. */
+  const LOG_FLOOR = 1e-20;
   const DARK = "(prefers-color-scheme: dark)";
 
   /** One colour per series: ten that tell apart on a light and on a dark background alike. */
@@ -74,7 +77,7 @@
   /** What the chart draws: the steps where a series has a value (log: a positive one), each
    * series smoothed, the raw values (when smoothed) and the values' extent. */
   function prepare({ steps, series, log, smooth }) {
-    const shown = series.map((s) => s.values.map((v) => (v === null || (log && !(v > 0)) ? null : v)));
+    const shown = series.map((s) => s.values.map((v) => (v === null || (log && !(v >= LOG_FLOOR)) ? null : v)));
     const keep = steps.map((_, i) => shown.some((values) => values[i] !== null));
     const pick = (values) => values.filter((_, i) => keep[i]);
     const raw = shown.map(pick);

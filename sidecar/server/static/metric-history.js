@@ -10,8 +10,13 @@
 
   const { field, isStep, isPlotValue } = root.DashboardFormat;
 
-  /** The most keys one job's history offers (a line with thousands of keys offers these). */
-  const MAX_KEYS = 64;
+  /** The most keys one job's history keeps values of (a key first seen past these is left out;
+   * the server's 32 KB line limit bounds a line's keys anyway). */
+  const MAX_KEYS = 1000;
+  /** The most keys a picker offers (the first found; a key the address names is offered too). */
+  const MAX_OFFERED = 64;
+  /** The longest key offered (an address or the storage names it whole). */
+  const MAX_KEY = 200;
   /** What an entry holds besides its metrics: the x of every chart. */
   const STEP = "step";
 
@@ -90,4 +95,6 @@
   root.MetricHistory = MetricHistory;
   root.MetricHistory.smoothed = smoothed;
   root.MetricHistory.MAX_KEYS = MAX_KEYS;
+  root.MetricHistory.MAX_OFFERED = MAX_OFFERED;
+  root.MetricHistory.MAX_KEY = MAX_KEY;
 })(window);

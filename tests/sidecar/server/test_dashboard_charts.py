@@ -312,3 +312,41 @@ async def test_job_view_fits_a_phone(
         assert await page.evaluate("() => document.documentElement.scrollWidth") <= width
         assert watched.errors == []
         await page.close()
+
+
+async def test_log_scale_leaves_out_values_it_cannot_draw(
+    jobs_root: Path, start_sidecar: StartSidecar, browser: Browser
+) -> None:
+    """Values far below what a log axis takes (1e-30, the least double) are left out as 0 and
+    negatives are: the others are drawn, and the page has no error (uPlot threw)."""
+    await a_job(
+        jobs_root,
+        [
+            {"step": 1, "loss": 1e-30},
+            {"step": 2, "loss": 5e-324},
+            {"step": 3, "loss": 0.5},
+            {"step": 4, "loss": 0.1},
+        ],
+    )
+    sidecar = await start_sidecar()
+    watched = await open_page(browser, sidecar.url("/#job=run&metrics=loss&log=1"))
+    page = watched.page
+    await expect(page.locator("#chart")).to_have_attribute("data-points", "2", timeout=5000)
+    assert await y_ticks(page) == [0.1, 1.0]  # 0.1 and 0.5: one decade
+    assert watched.errors == []
+
+
+async def test_a_metric_first_logged_after_many_others_can_be_drawn(
+    jobs_root: Path, start_sidecar: StartSidecar, browser: Browser
+) -> None:
+    """A history whose first lines hold 100 per-layer keys still draws an eval loss that comes
+    later (the picker offers the first 64 keys, and those the address names)."""
+    layers = {f"layer_{n}_norm": 1.0 + n for n in range(100)}
+    await a_job(jobs_root, [{"step": 1, **layers}, {"step": 2, "eval_loss": 2.5}])
+    sidecar = await start_sidecar()
+    watched = await open_page(browser, sidecar.url("/#job=run"))
+    page = watched.page
+    await expect(page.locator("#chart")).to_have_attribute("data-points", "1", timeout=5000)
+    assert (await latest(page))["eval_loss"] == 2.5
+    assert await page.locator("#chart-metrics input").count() == 64 + 2  # and loss, eval_loss
+    assert watched.errors == []

@@ -137,10 +137,12 @@ async def test_compare_names_invalid_and_unknown_ids_and_shows_the_others(
 async def test_compare_view_fits_a_phone(
     jobs_root: Path, start_sidecar: StartSidecar, browser: Browser
 ) -> None:
-    """At 390 px, ten jobs with the longest ids: no sideways scroll."""
+    """At 390 px, ten jobs with the longest ids, one with a metric of a long name (the metric's
+    list is as wide as its longest option): no sideways scroll."""
     ids = [f"{n}{'w' * 127}" for n in range(10)]
     for n, job in enumerate(ids):
         a_job(jobs_root, job, 1.0 + n, steps=3)
+    append_metrics(jobs_root / ids[0], {"step": 4, "W" * 40: 2.0})
     sidecar = await start_sidecar()
     page = await browser.new_page(viewport={"width": 390, "height": 800})
     watched = Watched(page)

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Browser, expect
 
+from tests.conftest import StartSidecar
 from tests.helpers import spawn_sidecar, stop_sidecar, write_atomic
 from tests.redis_server import RedisServer
 from tests.sidecar.server.dashboard import open_page, running
@@ -58,3 +59,32 @@ async def test_banner_says_a_gateways_bus_is_down_and_a_node_lost(
             await stop_sidecar(node)
         log = await stop_sidecar(gateway)
     assert "Traceback" not in log
+
+
+async def test_banner_names_the_tasks_down(
+    jobs_root: Path, start_sidecar: StartSidecar, browser: Browser
+) -> None:
+    """/healthz names each task down, with why, in an object: the banner names them."""
+    sidecar = await start_sidecar()
+    watched = await open_page(browser, sidecar.url("/"))
+    lines = await watched.page.evaluate(
+        """() => [
+          HealthBanner.linesOf({status: "degraded", tasks_down: {watcher: "crashed: OSError"}}),
+          HealthBanner.linesOf(JSON.parse('{"tasks_down": {"a": "x", "b": "y", "__proto__": "z"}}')),
+          HealthBanner.linesOf({tasks_down: ["not", "an", "object"]}),
+          HealthBanner.linesOf({status: "ok"}),
+        ]"""
+    )
+    assert lines == [
+        [
+            "The sidecar's watcher task is down and being restarted: what it does is not done "
+            "meanwhile."
+        ],
+        [
+            "The sidecar's a, b, __proto__ tasks are down and being restarted: what they do is "
+            "not done meanwhile."
+        ],
+        [],
+        [],
+    ]
+    assert watched.errors == []

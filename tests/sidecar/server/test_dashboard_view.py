@@ -169,3 +169,28 @@ async def test_the_node_shows_in_the_list_and_in_the_job_view(
     assert box is not None and box["width"] <= 9 * 16  # 9rem
     assert await name.evaluate("span => span.scrollWidth > span.clientWidth")  # cut short
     assert watched.errors == []
+
+
+async def test_a_job_waited_for_is_followed_by_one_client(
+    jobs_root: Path, start_sidecar: StartSidecar, browser: Browser
+) -> None:
+    """A job view opened before its job exists follows it once it appears, with one client,
+    however many messages of other jobs the list gets after (each started one more)."""
+    write_atomic(jobs_root / "other" / "progress.json", running(1))
+    sidecar = await start_sidecar()
+    watched = await open_page(browser, sidecar.url("/#job=late"))
+    page = watched.page
+    await expect(page.locator("#job-problem-text")).to_contain_text("No job named late")
+    sockets: list[str] = []
+    page.on("websocket", lambda ws: sockets.append(ws.url))
+    write_atomic(jobs_root / "late" / "progress.json", running(2))
+    await expect(page.locator("#job-progress-text")).to_have_text("2.0 %", timeout=5000)
+    for step in range(3, 8):
+        write_atomic(jobs_root / "other" / "progress.json", running(step))
+        await asyncio.sleep(0.2)  # a message of the list each, apart
+    _, health = await sidecar.get_json("/healthz")
+    assert health["clients"] == 2, health  # the list, and the one job
+    assert [url for url in sockets if "/ws/training/" in url] == [
+        sidecar.ws_url("late", "history=1")
+    ]
+    assert watched.errors == []
