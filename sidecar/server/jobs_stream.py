@@ -18,13 +18,15 @@ from sidecar.server.access import client_address
 from sidecar.server.fragments import send_pieces
 from sidecar.server.jobs_feed import LIST_SNAPSHOTS
 from sidecar.server.keys import HUB, METRICS
-from sidecar.server.sockets import ClientSocket, admit, open_socket, serving
+from sidecar.server.sockets import ClientSocket, admit, client_left, open_socket, serving
 
 
-async def jobs_socket(request: web.Request) -> web.WebSocketResponse:
+async def jobs_socket(request: web.Request) -> web.StreamResponse:
     """Stream the jobs list: a ``snapshot`` of every summary, then ``patch`` messages."""
     hub = request.app[HUB]
     ws = await open_socket(request)
+    if ws is None:
+        return client_left()
     address = client_address(request)
     viewer = await admit(ws, lambda: hub.join_list(address=address))
     if viewer is None:

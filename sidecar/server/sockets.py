@@ -38,8 +38,17 @@ CLOSE_HANDSHAKE_TIMEOUT: Final = 2.0
 T = TypeVar("T")
 
 
-async def open_socket(request: web.Request) -> web.WebSocketResponse:
-    """Complete a WebSocket handshake (the access middleware has let the request in)."""
+def client_left() -> web.StreamResponse:
+    """What a handler answers a client that left during its handshake: nothing reaches it
+    (aiohttp takes the failed write for a premature disconnection), and the access log says
+    499, as nginx logs a client that closed its request."""
+    return web.Response(status=499, reason="Client Closed Request")
+
+
+async def open_socket(request: web.Request) -> web.WebSocketResponse | None:
+    """Complete a WebSocket handshake (the access middleware has let the request in); None
+    when the client left before the answer could go out (the handler then has nothing to
+    serve: a client that resets at once is routine, not a server error)."""
     settings = request.app[SETTINGS]
     # compress=False: frames are small, and deflate per connection would cost each client
     # its own copy of bytes that are otherwise encoded once per job.
@@ -50,7 +59,11 @@ async def open_socket(request: web.Request) -> web.WebSocketResponse:
         timeout=CLOSE_HANDSHAKE_TIMEOUT,
         protocols=(BEARER,),  # echoed when a browser sends its token as ["bearer", token]
     )
-    await ws.prepare(request)
+    try:
+        await ws.prepare(request)
+    except ConnectionResetError:
+        logger.debug("client %s left during the WebSocket handshake", request.remote)
+        return None
     return ws
 
 

@@ -30,13 +30,15 @@ from sidecar.server.access import client_address
 from sidecar.server.close_pacer import ClosePacer
 from sidecar.server.keys import CLOSES, HUB, METRICS
 from sidecar.server.metrics import Metrics
-from sidecar.server.sockets import ClientSocket, admit, open_socket, serving
+from sidecar.server.sockets import ClientSocket, admit, client_left, open_socket, serving
 
 
-async def training_socket(request: web.Request) -> web.WebSocketResponse:
+async def training_socket(request: web.Request) -> web.StreamResponse:
     """Stream one job's state to one client."""
     hub = request.app[HUB]
     ws = await open_socket(request)
+    if ws is None:
+        return client_left()
     job_id = request.match_info["job_id"]
     fmt = request.query.get("format", "patch")
     history = request.query.get("history", "0")

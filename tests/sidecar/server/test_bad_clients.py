@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import socket
+import struct
 import tracemalloc
 from pathlib import Path
 
+import aiohttp
+
 from sidecar.server.keys import HUB, SOCKETS
 from tests.conftest import StartSidecar
-from tests.helpers import silent_client, wait_for, write_atomic
+from tests.helpers import silent_client, spawn_sidecar, stop_sidecar, wait_for, write_atomic
 
 
 async def test_a_client_that_vanishes_is_found_by_heartbeat(
@@ -95,3 +99,38 @@ async def test_a_thousand_connect_disconnect_cycles_leave_nothing_behind(
     # Dropped connections once kept their objects alive (aiohttp's heartbeat timer) for 20 s:
     # about 4.6 MB here. Now what remains is noise.
     assert grown < 256 * 1024, f"{grown} bytes more after 1,000 cycles"
+
+
+def _reset_handshakes(host: str, port: int, path: str, count: int) -> None:
+    """``count`` WebSocket upgrade requests, each connection reset (RST) once sent."""
+    request = (
+        f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
+        "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        "Sec-WebSocket-Version: 13\r\n\r\n"
+    ).encode()
+    for _ in range(count):
+        with socket.create_connection((host, port)) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            sock.sendall(request)
+
+
+async def test_clients_that_reset_during_the_handshake_log_no_error(jobs_root: Path) -> None:
+    """A client gone before the handshake's answer is routine: no ERROR and no traceback in
+    the log (some of these resets came while the answer was written, and aiohttp logged
+    each as a server error), no client left counted."""
+    write_atomic(jobs_root / "j" / "progress.json", {"status": "running"})
+    process, host, port = await spawn_sidecar(jobs_root)
+    try:
+        for path in ("/ws/training/j", "/ws/jobs"):
+            await asyncio.to_thread(_reset_handshakes, host, port, path, 300)
+        async with aiohttp.ClientSession() as session:
+            url = f"http://{host}:{port}/healthz"
+
+            async def no_client() -> bool:
+                async with session.get(url) as response:
+                    return bool((await response.json())["clients"] == 0)
+
+            await wait_for(no_client, what="every reset client gone")
+    finally:
+        log = await stop_sidecar(process)
+    assert "Traceback" not in log and "ERROR" not in log, log
