@@ -74,29 +74,29 @@ async def get_history(request: web.Request) -> web.Response:
 @routes.get("/api/jobs/{job_id}/history.csv")
 async def download_history_csv(request: web.Request) -> web.Response:
     """The same entries as a CSV file to download (``history_export``)."""
-    entries = await kept_history(request)
-    if isinstance(entries, web.Response):
-        return entries
-    return download(
-        request, csv_pieces(entries), extension="csv", content_type="text/csv; charset=utf-8"
-    )
+    return await download(request, "csv")
 
 
 @routes.get("/api/jobs/{job_id}/history.jsonl")
 async def download_history_jsonl(request: web.Request) -> web.Response:
     """The same entries as a JSON Lines file to download, one entry a line."""
+    return await download(request, "jsonl")
+
+
+# Each download's encoder and content type, by its file's extension.
+_DOWNLOADS: dict[str, tuple[Callable[[list[bytes]], Iterable[bytes]], str]] = {
+    "csv": (csv_pieces, "text/csv; charset=utf-8"),
+    "jsonl": (jsonl_pieces, "application/x-ndjson"),
+}
+
+
+async def download(request: web.Request, extension: str) -> web.Response:
+    """The job's history as a file to download, ``<job_id>-history.<extension>``, made and
+    sent a slice at a time; or the error to answer, as ``GET .../history`` has it."""
     entries = await kept_history(request)
     if isinstance(entries, web.Response):
         return entries
-    return download(
-        request, jsonl_pieces(entries), extension="jsonl", content_type="application/x-ndjson"
-    )
-
-
-def download(
-    request: web.Request, pieces: Iterable[bytes], *, extension: str, content_type: str
-) -> web.Response:
-    """A file to download, ``<job_id>-history.<extension>``, made and sent a slice at a time."""
+    pieces, content_type = _DOWNLOADS[extension]
     # A job id is [A-Za-z0-9._-]: nothing in it needs quoting in the header.
     name = f"{request.match_info['job_id']}-history.{extension}"
     headers = {
@@ -104,7 +104,7 @@ def download(
         "Content-Disposition": f'attachment; filename="{name}"',
         "X-Content-Type-Options": "nosniff",
     }
-    return web.Response(body=in_slices(pieces), headers=headers)
+    return web.Response(body=in_slices(pieces(entries)), headers=headers)
 
 
 @routes.get("/healthz")

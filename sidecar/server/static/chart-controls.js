@@ -8,6 +8,7 @@
   "use strict";
 
   const { field, text, TEXT } = root.DashboardFormat;
+  const { decode } = root.DashboardPage;
   const MAX_SMOOTH = 0.99;
   // Characters of a key the address or the storage may name, and keys offered: keys longer are
   // not offered, so that what is picked survives a reload and a copied link.
@@ -31,14 +32,6 @@
       log: typeof log === "boolean" ? log : defaults.log,
       smooth: typeof smooth === "number" && Number.isFinite(smooth) ? smoothing(smooth) : defaults.smooth,
     };
-  }
-
-  function decode(part) {
-    try {
-      return decodeURIComponent(part);
-    } catch (error) {
-      return part;
-    }
   }
 
   /** What the hash says past its first parameter (the view's), read by hand: URLSearchParams

@@ -52,16 +52,21 @@
     return new URLSearchParams(location.hash.replace(/^#/, ""));
   }
 
+  /** A part of the address, unescaped; with a malformed escape, as it is (an id then shown
+   * as written, and refused as invalid). */
+  function decode(part) {
+    try {
+      return decodeURIComponent(part);
+    } catch (error) {
+      return part;
+    }
+  }
+
   /** The job the address names (`#job=<id>`, up to an `&` that starts the chart's parameters),
    * or null for another view. */
   function currentJob() {
     const match = location.hash.match(/^#job=([^&]+)/);
-    if (!match) return null;
-    try {
-      return decodeURIComponent(match[1]);
-    } catch (error) {
-      return match[1]; // a malformed escape: shown as it is, and refused as an invalid id
-    }
+    return match ? decode(match[1]) : null;
   }
 
   /** The jobs the address compares (`#compare=ID1,ID2,...`, in that order, each once, up to an
@@ -70,13 +75,7 @@
   function currentCompare() {
     const match = location.hash.match(/^#compare=([^&]*)/);
     if (!match) return null;
-    const ids = match[1].split(",").map((part) => {
-      try {
-        return decodeURIComponent(part);
-      } catch (error) {
-        return part;
-      }
-    });
+    const ids = match[1].split(",").map(decode);
     return [...new Set(ids.filter((id) => id !== ""))];
   }
 
@@ -92,6 +91,6 @@
 
   root.DashboardPage = {
     token, protocols, authorization, $, report, guard, isolated, setConnection,
-    hashParams, currentJob, currentCompare, isListView, compareHash,
+    decode, hashParams, currentJob, currentCompare, isListView, compareHash,
   };
 })(window);
